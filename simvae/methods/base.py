@@ -1,0 +1,88 @@
+"""What a method is: its networks and its loss, nothing else.
+
+The one training loop (``simvae.train``) feeds a ``Batch`` of J augmented views
+per image to ``Method.forward`` and minimises the returned ``loss``. A method
+also says how many views it trains on, what its representation is
+(``encode``) and, where it has a decoder, how it reconstructs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The shape of the problem, shared by every method of a comparison."""
+
+    image_shape: tuple[int, int, int]
+    latent_dim: int
+    network: str = "mlp"
+
+
+@dataclass
+class Batch:
+    """One training step's data on this process.
+
+    images: un-augmented images [b, C, H, W] in [0, 1]; views: [b, J, C, H, W].
+    ``randn(per_image, dim)`` gives reproducible Gaussian noise, [b * per_image, dim],
+    drawn for the global batch and sliced to this process, so a step under DDP
+    sees exactly the noise a single process would.
+    """
+
+    images: torch.Tensor
+    views: torch.Tensor
+    randn: Callable[[int, int], torch.Tensor]
+
+    @property
+    def n_views(self) -> int:
+        return self.views.shape[1]
+
+
+class Method(nn.Module):
+    """Base class: subclasses set ``name`` and ``config_cls`` and build their networks."""
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type]
+    generative: ClassVar[bool] = False  # trains a decoder as part of its objective
+
+    def __init__(self, spec: ModelSpec, cfg):
+        super().__init__()
+        self.spec = spec
+        self.cfg = cfg
+
+    @property
+    def n_views(self) -> int:
+        """Views per image the loop should make for each step."""
+        return int(getattr(self.cfg, "n_views", 1))
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """The representation of un-augmented images [n, C, H, W] -> [n, d]."""
+        raise NotImplementedError
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Images decoded from the representation, in [0, 1]; None without a decoder."""
+        return None
+
+    def after_step(self) -> None:
+        """Called after each optimiser step (momentum encoders update here)."""
+
+    def trainable_parameters(self):
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: add a method to the registry under ``cls.name``."""
+    METHODS[cls.name] = cls
+    return cls

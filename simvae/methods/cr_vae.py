@@ -1,0 +1,49 @@
+"""CR-VAE (Sinha & Dieng, 2021): a VAE whose posterior is made consistent under augmentation.
+
+    L = ELBO(x) + ELBO(t(x)) - lambda * KL(q(z|t(x)) || q(z|x))
+
+on the un-augmented image x and one augmentation t(x) (the loss is -L, batch mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import require
+from ..objectives.elbo import kl_gaussians, kl_standard_normal
+from .base import Batch, register
+from .latent import LatentVariableMethod, LikelihoodConfig
+
+
+@dataclass
+class CRVAEConfig(LikelihoodConfig):
+    crvae_lambda: float = field(default=0.1, metadata={"help": "weight lambda of CR-VAE's consistency KL"})
+
+    @property
+    def n_views(self) -> int:
+        return 1
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.crvae_lambda >= 0, f"crvae_lambda must be >= 0, got {self.crvae_lambda}")
+
+
+@register
+class CRVAE(LatentVariableMethod):
+    name = "cr-vae"
+    config_cls = CRVAEConfig
+
+    def forward(self, batch: Batch):
+        b = batch.images.shape[0]
+        x = torch.cat([batch.images, batch.views[:, 0]])  # [x; t(x)] in one pass
+        mu, logvar = self.posterior(x)
+        z = self.sample(mu, logvar, batch.randn(2, mu.shape[-1]))
+        log_lik = self.log_likelihood(x, self.decoder(z))
+        kl_prior = kl_standard_normal(mu, logvar)
+        elbo = (log_lik - kl_prior).view(2, b).sum(0)
+        consistency = kl_gaussians(mu[b:], logvar[b:], mu[:b], logvar[:b])  # KL(q(z|t(x)) || q(z|x))
+        loss = -(elbo - self.cfg.crvae_lambda * consistency).mean()
+        return {"loss": loss, "log_lik": log_lik.view(2, b).sum(0).mean(), "kl": kl_prior.view(2, b).sum(0).mean(),
+                "consistency": consistency.mean()}

@@ -1,0 +1,53 @@
+"""SimVAE (paper §5): ELBO_SSL over groups of J augmented views of an image.
+
+    ELBO_SSL = sum_j E_q[log p(x^j|z^j)] + sum_j H[q(z^j|x^j)] + E_q[log p(z^1..z^J | y)]
+
+with the group prior of psi integrated out (uniform p(psi) by default, Eq. 6).
+The loss is -ELBO_SSL averaged over the groups of the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..config import require
+from ..objectives.elbo import gaussian_entropy, group_log_prior_gaussian, group_log_prior_uniform
+from .base import Batch, register
+from .latent import LatentVariableMethod, LikelihoodConfig
+
+
+@dataclass
+class SimVAEConfig(LikelihoodConfig):
+    n_views: int = field(default=10, metadata={"help": "J, augmented views per image"})
+    prior_var: float = field(default=0.15, metadata={"help": "variance s^2 of p(z|y)"})
+    prior: Literal["uniform", "gaussian"] = field(default="uniform", metadata={"help": "p(psi): uniform (paper) or Gaussian N(0, g^2 I)"})
+    psi_var: float = field(default=1.0, metadata={"help": "variance g^2 of a Gaussian p(psi)"})
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.n_views >= 1, f"n_views (J) must be >= 1, got {self.n_views}")
+        require(self.prior_var > 0, f"prior_var must be > 0, got {self.prior_var}")
+        require(self.psi_var > 0, f"psi_var must be > 0, got {self.psi_var}")
+
+
+@register
+class SimVAE(LatentVariableMethod):
+    name = "simvae"
+    config_cls = SimVAEConfig
+
+    def group_log_prior(self, z):
+        if self.cfg.prior == "gaussian":
+            return group_log_prior_gaussian(z, self.cfg.prior_var, self.cfg.psi_var)
+        return group_log_prior_uniform(z, self.cfg.prior_var)
+
+    def forward(self, batch: Batch):
+        b, j = batch.views.shape[:2]
+        x = batch.views.flatten(0, 1)  # all J*b views through the networks in one pass
+        mu, logvar = self.posterior(x)
+        z = self.sample(mu, logvar, batch.randn(j, mu.shape[-1]))
+        log_lik = self.log_likelihood(x, self.decoder(z)).view(b, j).sum(1)
+        entropy = gaussian_entropy(logvar).view(b, j).sum(1)
+        log_prior = self.group_log_prior(z.view(b, j, -1))
+        elbo = log_lik + entropy + log_prior
+        return {"loss": -elbo.mean(), "log_lik": log_lik.mean(), "entropy": entropy.mean(), "log_prior": log_prior.mean()}

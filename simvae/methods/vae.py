@@ -1,0 +1,62 @@
+"""VAE and beta-VAE: the standard ELBO with a N(0, I) prior, on augmented images.
+
+    ELBO_beta = E_q[log p(x|z)] - beta * KL(q(z|x) || N(0, I))       (beta = 1: VAE)
+
+Each image contributes ``n_views`` independent augmented samples (default 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import require
+from ..objectives.elbo import kl_standard_normal
+from .base import Batch, register
+from .latent import LatentVariableMethod, LikelihoodConfig
+
+
+@dataclass
+class VAEConfig(LikelihoodConfig):
+    n_views: int = field(default=1, metadata={"help": "augmented samples per image"})
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.n_views >= 1, f"n_views must be >= 1, got {self.n_views}")
+
+
+@dataclass
+class BetaVAEConfig(VAEConfig):
+    beta: float = field(default=1.0, metadata={"help": "weight of the KL term (beta-VAE); see docs for the ablation"})
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.beta > 0, f"beta must be > 0, got {self.beta}")
+
+
+@register
+class VAE(LatentVariableMethod):
+    name = "vae"
+    config_cls = VAEConfig
+
+    @property
+    def beta(self) -> float:
+        return 1.0
+
+    def forward(self, batch: Batch):
+        x = batch.views.flatten(0, 1)
+        mu, logvar = self.posterior(x)
+        z = self.sample(mu, logvar, batch.randn(batch.n_views, mu.shape[-1]))
+        log_lik = self.log_likelihood(x, self.decoder(z))
+        kl = kl_standard_normal(mu, logvar)
+        elbo = log_lik - self.beta * kl
+        return {"loss": -elbo.mean(), "log_lik": log_lik.mean(), "kl": kl.mean()}
+
+
+@register
+class BetaVAE(VAE):
+    name = "beta-vae"
+    config_cls = BetaVAEConfig
+
+    @property
+    def beta(self) -> float:
+        return self.cfg.beta

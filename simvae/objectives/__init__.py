@@ -1,0 +1,1 @@
+"""Objectives as small pure functions, each term separately (and separately tested)."""
