@@ -24,7 +24,7 @@ class TrainConfig:
     method: str = field(default="simvae", metadata={"help": "method to train (see `simvae methods`)"})
     epochs: int = field(default=2, metadata={"help": "training epochs (the paper trains 400; 2 is the quick demo)"})
     batch_size: int = field(default=128, metadata={"help": "images per step (each with its J views), across all processes"})
-    lr: float = field(default=8e-5, metadata={"help": "Adam learning rate"})
+    lr: float | None = field(default=None, metadata={"help": "Adam learning rate (default: the method's paper value, 8e-5; VICReg 1e-4)"})
     latent_dim: int | None = field(default=None, metadata={"help": "latent/representation size (default: 10 for MNIST/Fashion)"})
     seed: int = field(default=0, metadata={"help": "seed for initialisation, shuffling, augmentation and sampling"})
     train_subset: int | None = field(default=None, metadata={"help": "train on the first N training images only"})
@@ -46,7 +46,7 @@ class TrainConfig:
         require(self.method in METHODS, f"unknown method '{self.method}'{suggest(self.method, METHODS)}; choose from {', '.join(sorted(METHODS))}")
         require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        require(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        require(self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}")
         require(self.latent_dim is None or self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
         require(self.train_subset is None or self.train_subset >= 1, f"train_subset must be >= 1, got {self.train_subset}")
         require(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
@@ -115,6 +115,10 @@ def build_run_config(values: Mapping[str, Any], where: str = "config") -> RunCon
             raise ConfigError(f"unknown section '{key}' in {where}{suggest(key, SECTIONS)}; valid sections: {', '.join(SECTIONS)}")
     train = parse_config(TrainConfig, values.get("train", {}), where=f"{where} section 'train'")
     method = method_config(train.method, values.get("method", {}))
+    if train.lr is None:  # resolve to the method's paper default so the saved config is complete
+        from .methods import METHODS
+
+        train = dataclasses.replace(train, lr=METHODS[train.method].default_lr)
     ev = parse_config(EvalConfig, values.get("eval", {}), where=f"{where} section 'eval'")
     return RunConfig(train, method, ev)
 

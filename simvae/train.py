@@ -32,7 +32,7 @@ from .methods import Batch, Method, ModelSpec, build_method
 from .run_config import RunConfig, build_run_config
 
 RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINT_NAME, "train_summary.json", "metrics.json", "report.md",
-             "reconstructions.png", "latent_map.png", "loss_curve.png")
+             "reconstructions.png", "latent_map.png", "loss_curve.png", "decoder.pt")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -329,9 +329,9 @@ def train(run: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main:
         prepare_run_dir(out, run, resume, overwrite)
-        if not resume:
-            run.save(out / "config.json")
-    trainer = Trainer(run, out, data=data, progress=progress, resume=resume)
+    trainer = Trainer(run, out, data=data, progress=progress, resume=resume)  # loads data, checks sizes
+    if is_main and not resume:
+        run.save(out / "config.json")
     if trainer.dist.world > 1:
         dist.barrier()
     return trainer.fit()

@@ -115,13 +115,11 @@ def _download_idx(name: str) -> Path | None:
 
 def _load_idx_dataset(name: str, classes: tuple[str, ...], system_dirs: list[Path], how_to_get: str,
                       data_dir=None, binarize: bool = False, download: bool = True) -> ImageData:
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        # A mistyped folder must not silently fall through to another copy of the data.
+        raise DataError(f"data folder {data_dir} does not exist or is not a folder (from --data-dir)")
     dirs = _candidate_dirs(name, data_dir, system_dirs)
     found = _find_idx_dir(dirs)
-    if found is None and data_dir is not None:
-        # An explicit folder that lacks files is an error in itself: say which files are missing.
-        base = Path(data_dir).expanduser()
-        if not base.is_dir():
-            raise DataError(f"--data-dir {base} does not exist or is not a folder")
     if found is None and download:
         found = _download_idx(name)
         if found is not None and _find_idx_dir([found]) is None:

@@ -3,7 +3,7 @@
 A new method needs one new file and one import line here.
 """
 
-from . import cr_vae, simvae, vae  # noqa: F401  (registration)
+from . import cr_vae, moco, random, simclr, simvae, vae, vicreg  # noqa: F401  (registration)
 from .base import METHODS, Batch, Method, ModelSpec, register
 
 __all__ = ["METHODS", "Batch", "Method", "ModelSpec", "register", "build_method", "method_config"]

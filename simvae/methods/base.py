@@ -49,6 +49,7 @@ class Method(nn.Module):
     name: ClassVar[str]
     config_cls: ClassVar[type]
     generative: ClassVar[bool] = False  # trains a decoder as part of its objective
+    default_lr: ClassVar[float] = 8e-5  # the paper's learning rate for this method
 
     def __init__(self, spec: ModelSpec, cfg):
         super().__init__()

@@ -1,0 +1,232 @@
+"""The ``simvae`` command: thin over the Python API (train, evaluate, compare).
+
+Every option is validated before any work starts; a user error prints one line to
+stderr (with the closest valid name where there is one) and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+import typing
+from pathlib import Path
+
+from .config import suggest
+from .errors import SimvaeError
+
+TRAIN_CLI_SKIP = {"method_options"}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but errors are one line, name the command, and suggest the closest option."""
+
+    def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
+        if message.startswith("unrecognized arguments:"):
+            bad = message.split(":", 1)[1].split()
+            opts = [o for a in self._actions for o in a.option_strings]
+            first = next((b for b in bad if b.startswith("-")), bad[0])
+            hint = suggest(first.split("=")[0], opts)
+            message = f"unrecognized option {first}{hint}; see '{self.prog} --help'"
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _opt(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _method_option_table() -> dict[str, dict]:
+    """option name -> {help, methods that take it}, over every registered method."""
+    from .methods import METHODS
+
+    table: dict[str, dict] = {}
+    for mname, cls in sorted(METHODS.items()):
+        for f in dataclasses.fields(cls.config_cls):
+            entry = table.setdefault(f.name, {"help": f.metadata.get("help", ""), "methods": [], "defaults": {}})
+            entry["methods"].append(mname)
+            entry["defaults"][mname] = f.default
+    return table
+
+
+def _add_config_fields(parser, cls, skip=(), group_title: str | None = None):
+    group = parser.add_argument_group(group_title) if group_title else parser
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        help_ = f.metadata.get("help", "")
+        if hints[f.name] is bool:
+            group.add_argument(_opt(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{help_} (default: {f.default})")
+        else:
+            group.add_argument(_opt(f.name), dest=f.name, default=None, metavar=f.name.upper().replace("_", "-"),
+                               help=f"{help_} (default: {f.default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .run_config import EvalConfig, TrainConfig
+
+    p = OneLineParser(prog="simvae", allow_abbrev=False,
+                      description="Generative self-supervised representation learning (SimVAE) with fair baselines "
+                                  "and evaluation.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    p.set_defaults(command=None)
+
+    t = sub.add_parser("train", allow_abbrev=False, help="train a method and (by default) evaluate it",
+                       description="Train a method; then evaluate it and write the report (unless --no-eval). "
+                                   "With no options: SimVAE on Fashion-MNIST for a short budget.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--out", metavar="RUN_DIR", help="run folder (default: runs/DATASET-METHOD-TIME)")
+    t.add_argument("--config", metavar="FILE", help="JSON config with sections train, method, eval (options override it)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    t.add_argument("--no-eval", action="store_true", help="train only; run 'simvae evaluate RUN_DIR' later")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_fields(t, TrainConfig, group_title="training")
+    mg = t.add_argument_group("method options (each applies to the methods listed)")
+    for name, entry in _method_option_table().items():
+        defaults = ", ".join(f"{m}: {d}" for m, d in entry["defaults"].items())
+        mg.add_argument(_opt(name), dest=f"m_{name}", default=None, metavar=name.upper().replace("_", "-"),
+                        help=f"{entry['help']} [{defaults}]")
+    _add_config_fields(t, EvalConfig, skip={"device", "seed"}, group_title="evaluation (after training; --seed here is the training seed)")
+
+    e = sub.add_parser("evaluate", allow_abbrev=False, help="evaluate a run: k-NN, probes, GMM; metrics.json and report",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--quiet", action="store_true", help="no progress messages")
+    _add_config_fields(e, EvalConfig, group_title="evaluation")
+
+    c = sub.add_parser("compare", allow_abbrev=False, help="one table and one reconstruction figure across runs")
+    c.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
+    c.add_argument("--out", metavar="DIR", default="comparison", help="folder for comparison.md, .csv and .png")
+
+    sub.add_parser("methods", help="list the methods and their options")
+    return p
+
+
+def _collect(args, cls, prefix: str = "") -> dict:
+    out = {}
+    for f in dataclasses.fields(cls):
+        v = getattr(args, prefix + f.name, None)
+        if v is not None:
+            out[f.name] = v
+    return out
+
+
+def cmd_train(args) -> int:
+    from .run_config import EvalConfig, TrainConfig, build_run_config, load_config_file
+    from .train import load_run_config, train
+
+    train_opts = _collect(args, TrainConfig)
+    eval_opts = {k: v for k, v in _collect(args, EvalConfig).items() if k not in ("seed", "device")}
+    method_opts = {k[2:]: v for k, v in vars(args).items() if k.startswith("m_") and v is not None}
+    if args.resume:
+        given = [_opt(k) for k in {**train_opts, **eval_opts, **method_opts}] + (["--config"] if args.config else [])
+        if given or args.out or args.overwrite:
+            raise SimvaeError(f"--resume takes the run's own config; drop {', '.join(given + (['--out'] if args.out else []) + (['--overwrite'] if args.overwrite else []))}")
+        out = Path(args.resume)
+        run = load_run_config(out)
+    else:
+        values = load_config_file(args.config) if args.config else {}
+        if not isinstance(values, dict):
+            raise SimvaeError(f"config file {args.config} must hold a JSON object")
+        values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in values.items()}
+        for section, opts in (("train", train_opts), ("eval", eval_opts)):
+            if opts:
+                if not isinstance(values.get(section, {}), dict):
+                    raise SimvaeError(f"section '{section}' of {args.config} must be a JSON object")
+                values.setdefault(section, {}).update(opts)
+        if method_opts:
+            method = values.get("train", {}).get("method", "simvae") if isinstance(values.get("train"), dict) else "simvae"
+            table = _method_option_table()
+            for k in method_opts:
+                if k in table and method not in table[k]["methods"]:
+                    raise SimvaeError(f"option {_opt(k)} does not apply to method '{method}' "
+                                      f"(it applies to {', '.join(table[k]['methods'])})")
+            if not isinstance(values.get("method", {}), dict):
+                raise SimvaeError(f"section 'method' of {args.config} must be a JSON object")
+            values.setdefault("method", {}).update(method_opts)
+        run = build_run_config(values, where=f"config file {args.config}" if args.config else "options")
+        out = Path(args.out) if args.out else Path("runs") / f"{run.train.dataset}-{run.train.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    rank = int(os.environ.get("RANK", "0"))
+    summary = train(run, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet)
+    if rank != 0:
+        return 0
+    print(f"trained {summary['method']} on {summary['dataset']}: {summary['epochs']} epochs in "
+          f"{summary['train_seconds']:.1f} s ({summary['train_views_per_s']:.0f} views/s); run folder {out}", file=sys.stderr)
+    if not args.no_eval:
+        _barrier_cleanup()
+        from .evaluate import evaluate_run
+
+        metrics = evaluate_run(out, quiet=args.quiet)
+        _print_metrics(metrics, out)
+    return 0
+
+
+def _barrier_cleanup() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _print_metrics(metrics: dict, out: Path) -> None:
+    keys = ["knn_acc", "knn_k", "linear_acc", "mlp_acc", "gmm_acc", "gmm_nmi", "gmm_ari"]
+    print("  ".join(f"{k}={metrics[k]:.4f}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}" for k in keys if k in metrics))
+    print(f"metrics: {out / 'metrics.json'}  report: {out / 'report.md'}")
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_run
+    from .run_config import EvalConfig
+
+    metrics = evaluate_run(Path(args.run_dir), overrides=_collect(args, EvalConfig), quiet=args.quiet)
+    _print_metrics(metrics, Path(args.run_dir))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .report.compare import compare_runs
+
+    paths = compare_runs([Path(p) for p in args.run_dirs], Path(args.out))
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from .methods import METHODS
+
+    for name, cls in sorted(METHODS.items()):
+        doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+        opts = ", ".join(f"{_opt(f.name)} {f.default}" for f in dataclasses.fields(cls.config_cls))
+        print(f"{name:10s} {doc}\n{'':10s} options: {opts or '(none)'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = parser._subparsers._group_actions[0].choices.get(args.command) if args.command else None
+        target = sub or parser
+        target.error("unrecognized arguments: " + " ".join(extra))
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare, "methods": cmd_methods}[args.command](args)
+    except SimvaeError as e:
+        print(f"simvae: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        hint = f"; continue with 'simvae train --resume {args.out or args.resume}'" if args.command == "train" and (getattr(args, "out", None) or getattr(args, "resume", None)) else ""
+        print(f"simvae: interrupted{hint}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""SimCLR (Chen et al., 2020a): NT-Xent on cosine similarities of projected views.
+
+    h = f(x^j) (representation),  z = g(h) (projection head),
+    loss = NT-Xent over the J views of every image in the global batch, temperature T.
+
+The paper uses T = 0.7 and J = 2; J > 2 views are supported (every other view of the same
+image is a positive). Under DDP the loss is computed on the gathered global batch, so
+each image meets every other image of the step as a negative, as on one process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import require
+from ..nets.heads import simclr_head
+from ..objectives.distributed import gather_with_grad
+from ..objectives.infonce import nt_xent_loss
+from .base import Batch, register
+from .discriminative import EncoderMethod, full_precision, validate_head, validate_temperature
+
+
+@dataclass
+class SimCLRConfig:
+    n_views: int = field(default=2, metadata={"help": "J, augmented views per image (SimCLR: 2)"})
+    temperature: float = field(default=0.7, metadata={"help": "temperature T of the InfoNCE softmax (paper: 0.7)"})
+    head_hidden: int = field(default=512, metadata={"help": "hidden width of the projection head"})
+    head_out: int = field(default=128, metadata={"help": "output size of the projection head"})
+
+    def validate(self) -> None:
+        require(self.n_views >= 2, f"n_views must be >= 2 for SimCLR, got {self.n_views}")
+        validate_temperature(self.temperature)
+        validate_head(self.head_hidden, self.head_out)
+
+
+@register
+class SimCLR(EncoderMethod):
+    name = "simclr"
+    config_cls = SimCLRConfig
+
+    def __init__(self, spec, cfg):
+        super().__init__(spec, cfg)
+        self.head = simclr_head(spec.latent_dim, cfg.head_hidden, cfg.head_out)
+
+    def forward(self, batch: Batch):
+        b, j = batch.views.shape[:2]
+        z = self.head(self.view_features(batch).flatten(0, 1)).view(b, j, -1)
+        with full_precision(z.device):
+            loss = nt_xent_loss(gather_with_grad(z.float()), self.cfg.temperature)
+        return {"loss": loss}

@@ -1,0 +1,89 @@
+"""Figures people would rather look at than read: reconstructions, a 2-D map of the
+representations, and the training curve."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def _show(ax, img: torch.Tensor) -> None:
+    img = img.float().clamp(0, 1)
+    if img.shape[0] == 1:
+        ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(img.permute(1, 2, 0).numpy())
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def reconstruction_grid(images: torch.Tensor, rows: dict[str, torch.Tensor], path: Path, title: str = "") -> None:
+    """One row of test images, then one row per entry of ``rows`` (e.g. method -> reconstructions)."""
+    n = images.shape[0]
+    all_rows = {"original": images.float() / 255 if images.dtype == torch.uint8 else images, **rows}
+    fig, axes = plt.subplots(len(all_rows), n, figsize=(n * 0.9, len(all_rows) * 1.0 + 0.4), squeeze=False)
+    for r, (name, imgs) in enumerate(all_rows.items()):
+        for c in range(n):
+            _show(axes[r, c], imgs[c])
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def latent_map(reps: torch.Tensor, labels: torch.Tensor, classes: list[str], path: Path, n_points: int = 3000,
+               seed: int = 0, title: str = "") -> str:
+    """2-D t-SNE map of (a random subset of) the representations, coloured by class."""
+    from sklearn.manifold import TSNE
+
+    g = np.random.default_rng(seed)
+    n = reps.shape[0]
+    idx = g.choice(n, size=min(n_points, n), replace=False) if n_points < n else np.arange(n)
+    x = reps[idx].numpy().astype(np.float64)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    if x.shape[1] > 2 and len(x) > 5:
+        xy = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(x) - 1) / 3), random_state=seed).fit_transform(x)
+        how = "t-SNE"
+    else:
+        xy = np.pad(x, ((0, 0), (0, max(0, 2 - x.shape[1]))))[:, :2]
+        how = "raw"
+    y = labels[idx].numpy()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for c, name in enumerate(classes):
+        m = y == c
+        ax.scatter(xy[m, 0], xy[m, 1], s=3, color=cmap(c % cmap.N), label=str(name))
+    ax.legend(markerscale=4, fontsize=8, loc="best", frameon=False)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or f"test representations ({how}, {len(x)} points)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return how
+
+
+def loss_curve(metrics_jsonl: Path, path: Path) -> bool:
+    if not metrics_jsonl.is_file():
+        return False
+    recs = [json.loads(line) for line in metrics_jsonl.read_text().splitlines() if line.strip()]
+    if not recs:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["epoch"] for r in recs], [r["loss"] for r in recs], marker="o")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True

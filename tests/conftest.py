@@ -1,0 +1,138 @@
+"""Shared test helpers: a tiny synthetic IDX data set, and running the real ``simvae`` command.
+
+The tiny data set has 28x28 images whose class (0..9) is a bright horizontal bar at a
+class-dependent height on a noisy background, so classes are separable but not trivially
+identical. Files are written with ``simvae.data.idx.write_idx`` in the layout of MNIST.
+
+Subprocesses run with ``SIMVAE_OFFLINE=1`` (never download) and ``OMP_NUM_THREADS=1``:
+on a small, shared CPU machine two intra-op threads per process slow a training step
+down by 10x or more when another process competes for the cores.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+IDX_STEMS = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def make_tiny_images(n: int, seed: int = 0, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images [n, size, size] and labels [n] in 0..9 (every class present when n >= 10)."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(n, size, size), dtype=np.uint8)
+    for i, c in enumerate(labels):
+        top = 2 + 2 * int(c) * size // 28
+        images[i, top:top + 3, size // 7:size - size // 7] = rng.integers(200, 256)
+    return images, labels
+
+
+def write_tiny_idx(folder: str | Path, n_train: int = 256, n_test: int = 64, seed: int = 0, gz: bool = False,
+                   size: int = 28) -> Path:
+    """Write the four IDX files of a tiny MNIST-like data set into ``folder`` (created); return it."""
+    from simvae.data.idx import write_idx
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    x, y = make_tiny_images(n_train, seed, size)
+    write_idx(folder / (IDX_STEMS["train_images"] + suffix), x)
+    write_idx(folder / (IDX_STEMS["train_labels"] + suffix), y)
+    x, y = make_tiny_images(n_test, seed + 1, size)
+    write_idx(folder / (IDX_STEMS["test_images"] + suffix), x)
+    write_idx(folder / (IDX_STEMS["test_labels"] + suffix), y)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A tiny data set (256 train / 64 test images, raw IDX), shared by the whole session. Do not modify it."""
+    return write_tiny_idx(tmp_path_factory.mktemp("tiny-idx"), n_train=256, n_test=64, seed=0)
+
+
+def tiny_train_args(data_dir: str | Path, *extra: str, subset: int = 256, batch: int = 32, views: int = 2,
+                    epochs: int = 1) -> list[str]:
+    """``simvae train`` options for a tiny, fast CPU run on ``data_dir`` (MNIST layout)."""
+    return ["--dataset", "mnist", "--data-dir", str(data_dir), "--no-download", "--device", "cpu",
+            "--train-subset", str(subset), "--batch-size", str(batch), "--n-views", str(views),
+            "--epochs", str(epochs), *extra]
+
+
+TINY_EVAL_ARGS = ["--probe-max-epochs", "3", "--probe-patience", "2", "--gmm-restarts", "1", "--gmm-max-iter", "20",
+                  "--map-points", "0", "--val-size", "32", "--knn-max-k", "3", "--probe-hidden", "16", "--device", "cpu"]
+
+
+def tiny_train_config(data_dir: str | Path, **train) -> dict:
+    """The ``build_run_config`` mapping of a tiny CPU run (override train keys; add 'method'/'eval' yourself)."""
+    base = {"dataset": "mnist", "data_dir": str(data_dir), "download": False, "device": "cpu",
+            "train_subset": 128, "batch_size": 32, "epochs": 1, "seed": 0}
+    base.update(train)
+    return {"train": base, "method": {"n_views": 2}}
+
+
+def cli_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    env.update({"SIMVAE_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    env.pop("SIMVAE_DATA_DIR", None)
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    pp = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + pp if pp else "")
+    env.update(extra)
+    return env
+
+
+@dataclass
+class CliResult:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+def simvae_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "simvae", *map(str, args)]
+
+
+def run_cli(*args: str, cwd: str | Path | None = None, timeout: float = 120) -> CliResult:
+    """Run ``python -m simvae ARGS`` to completion in a fresh process (real exit status and stderr)."""
+    p = subprocess.run(simvae_cmd(*args), cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout)
+    return CliResult(list(map(str, args)), p.returncode, p.stdout, p.stderr)
+
+
+def run_cli_many(arg_lists: list[list[str]], cwd: str | Path | None = None, timeout: float = 120,
+                 workers: int = 3) -> list[CliResult]:
+    """Several independent ``simvae`` commands, a few at a time (each start imports torch, ~2-3 s)."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda a: run_cli(*a, cwd=cwd, timeout=timeout), arg_lists))
+
+
+@pytest.fixture
+def single_thread():
+    """torch on one intra-op thread for the test (fast and stable on a shared 2-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

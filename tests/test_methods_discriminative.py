@@ -1,0 +1,171 @@
+"""The discriminative baselines and the random encoder as methods: a forward/backward step on
+a tiny batch, their representations, the training loop end to end, and post-hoc decoders."""
+
+import pytest
+import torch
+
+from simvae.errors import ConfigError
+from simvae.evaluate.decoder_fit import fit_decoder, load_decoder, save_decoder
+from simvae.methods import METHODS, Batch, ModelSpec, build_method
+
+SPEC = ModelSpec((1, 8, 8), 4)
+DISCRIMINATIVE = ["random", "simclr", "moco", "mocov2", "vicreg"]
+
+
+def tiny_batch(b, j, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    views = torch.rand(b, j, *SPEC.image_shape, generator=g)
+    return Batch(views[:, 0].clone(), views, lambda per_image, dim: torch.randn(b * per_image, dim))
+
+
+def test_registered():
+    assert set(DISCRIMINATIVE) <= set(METHODS)
+    assert not any(METHODS[name].generative for name in DISCRIMINATIVE)
+
+
+@pytest.mark.parametrize("name", DISCRIMINATIVE)
+def test_forward_backward_and_encode(name):
+    torch.manual_seed(0)
+    m = build_method(name, SPEC, {})
+    out = m(tiny_batch(6, m.n_views))
+    assert out["loss"].ndim == 0 and all(torch.isfinite(v) for v in out.values())
+    out["loss"].backward()
+    grads = [p.grad for p in m.trainable_parameters()]
+    assert all(g is not None for g in grads)
+    if name == "random":
+        assert all(torch.count_nonzero(g) == 0 for g in grads)
+    else:
+        assert all(torch.count_nonzero(p.grad) > 0 for p in m.encoder.parameters())
+    m.after_step()
+    x = torch.rand(5, *SPEC.image_shape)
+    z = m.encode(x)
+    assert z.shape == (5, SPEC.latent_dim) and not z.requires_grad
+    assert m.training  # encode switches to eval mode and back
+    assert torch.equal(z, m.encoder.eval()(x).detach())
+    assert m.reconstruct(x) is None
+
+
+def test_encode_uses_eval_mode():
+    """With BatchNorm in the encoder (the conv nets have it), encode uses running statistics."""
+    m = build_method("simclr", SPEC, {})
+    m.encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4), torch.nn.BatchNorm1d(4))
+    x = torch.rand(5, *SPEC.image_shape)
+    stats = m.encoder[2].running_mean.clone()
+    z = m.encode(x)
+    assert m.encoder.training and torch.equal(m.encoder[2].running_mean, stats)
+    assert torch.equal(z, m.encoder.eval()(x).detach())
+
+
+def test_simclr_and_vicreg_take_j_views():
+    for name in ("simclr", "vicreg"):
+        m = build_method(name, SPEC, {"n_views": 3})
+        assert m.n_views == 3
+        assert torch.isfinite(m(tiny_batch(5, 3))["loss"])
+        with pytest.raises(ConfigError):
+            build_method(name, SPEC, {"n_views": 1})
+
+
+def test_defaults_follow_the_paper():
+    assert build_method("simclr", SPEC, {}).cfg.temperature == 0.7
+    v = build_method("vicreg", SPEC, {}).cfg
+    assert (v.vicreg_invariance, v.vicreg_variance, v.vicreg_covariance) == (25.0, 25.0, 1.0)
+    assert build_method("random", SPEC, {}).n_views == 1
+    with pytest.raises(ConfigError):
+        build_method("simclr", SPEC, {"temperature": -1})
+    with pytest.raises(ConfigError):
+        build_method("random", SPEC, {"temperature": 0.5})
+
+
+def test_vicreg_expander_batch_norm_sees_one_view_at_a_time():
+    m = build_method("vicreg", SPEC, {})
+    batch = tiny_batch(6, 2)
+    seen = []
+    m.expander[1].register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
+    m(batch)
+    assert seen == [6, 6]
+
+
+def test_random_encoder_is_left_untouched_by_the_loop():
+    torch.manual_seed(0)
+    m = build_method("random", SPEC, {})
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    opt = torch.optim.Adam(m.trainable_parameters(), lr=1e-3)
+    for _ in range(2):
+        opt.zero_grad()
+        m(tiny_batch(4, 1))["loss"].backward()
+        opt.step()
+    assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
+
+
+def test_training_loop_end_to_end(tmp_path):
+    from simvae.data.datasets import ImageData
+    from simvae.run_config import build_run_config
+    from simvae.train import train
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8, generator=g)
+    data = ImageData("fashion-mnist", images, torch.zeros(16, dtype=torch.long), images[:4],
+                     torch.zeros(4, dtype=torch.long), ["a"], "test")
+    for name in DISCRIMINATIVE:
+        run = build_run_config({"train": {"method": name, "batch_size": 8, "epochs": 1, "device": "cpu"},
+                                "method": {"moco_queue_size": 12} if name.startswith("moco") else {}})
+        summary = train(run, tmp_path / name, data=data, progress=False)
+        assert summary["steps"] == 2 and summary["method"] == name
+        ckpt = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)
+        if name.startswith("moco"):
+            assert int(ckpt["model"]["queue_ptr"]) == 4  # 2 steps x 8 keys through 12 slots
+
+    from simvae.evaluate.decoder_fit import ensure_decoder
+    from simvae.run import load_run
+
+    run = load_run(tmp_path / "simclr", device="cpu", data=data)
+    messages = []
+    dec = ensure_decoder(run, log=messages.append, max_epochs=2, batch_size=4)
+    assert (tmp_path / "simclr" / "decoder.pt").is_file() and "fitting" in messages[0]
+    recon = run.reconstruct(images[:3])
+    assert recon.shape == (3, 1, 8, 8)
+    again = ensure_decoder(load_run(tmp_path / "simclr", device="cpu", data=data), log=messages.append)
+    assert "loaded" in messages[-1] and all(torch.equal(a, b) for a, b in zip(dec.parameters(), again.parameters()))
+
+
+def test_posthoc_decoder_fit_save_load(tmp_path):
+    torch.manual_seed(0)
+    m = build_method("simclr", SPEC, {})
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (24, *SPEC.image_shape), dtype=torch.uint8, generator=g)
+    dec = fit_decoder(m.encode, images, SPEC, "cpu", seed=0, lr=1e-3, batch_size=16, max_epochs=2,
+                      patience=2, progress=False)
+    again = fit_decoder(m.encode, images, SPEC, "cpu", seed=0, lr=1e-3, batch_size=16, max_epochs=2,
+                        patience=2, progress=False)
+    z = m.encode(images.float() / 255)
+    assert torch.equal(dec(z), again(z))  # seeded
+    assert not dec.training and dec.val_mse < ((images.float() / 255 - 0.0) ** 2).mean()
+    m.attach_decoder(dec)
+    rec = m.reconstruct(images[:3].float() / 255)
+    assert rec.shape == (3, *SPEC.image_shape) and rec.min() >= 0 and rec.max() <= 1
+    assert not any(k.startswith("posthoc") for k in m.state_dict())  # checkpoints are unchanged
+    save_decoder(dec, tmp_path / "decoder.pt")
+    loaded = load_decoder(tmp_path / "decoder.pt", SPEC)
+    assert torch.equal(loaded(z), dec(z))
+
+
+def test_posthoc_decoder_keeps_the_best_epoch(monkeypatch):
+    """Early stopping returns the weights of the epoch with the lowest validation MSE."""
+    import simvae.evaluate.decoder_fit as df
+
+    scores = iter([0.5, 0.3, 0.4, 0.6, 0.7])
+    snapshots = []
+    real_mse = df._mse
+
+    def fake_mse(decoder, *args):
+        real_mse(decoder, *args)
+        snapshots.append({k: v.clone() for k, v in decoder.state_dict().items()})
+        return next(scores)
+
+    monkeypatch.setattr(df, "_mse", fake_mse)
+    images = torch.randint(0, 256, (10, *SPEC.image_shape), dtype=torch.uint8)
+    dec = df.fit_decoder(lambda x: x.flatten(1)[:, :SPEC.latent_dim], images, SPEC, "cpu", lr=1e-3,
+                         batch_size=16, max_epochs=10, patience=3, progress=False)
+    assert len(snapshots) == 5  # stopped 3 epochs after the best (epoch 2)
+    assert all(torch.equal(v, snapshots[1][k]) for k, v in dec.state_dict().items())
+    assert dec.val_mse == 0.3
