@@ -202,7 +202,9 @@ class Trainer:
         return {k: v.detach().float() for k, v in terms.items()}
 
     # -- the loop ----------------------------------------------------------------------------
-    def fit(self) -> dict:
+    def fit(self, on_epoch_end=None) -> dict:
+        """Train to ``epochs``. ``on_epoch_end(trainer, record)`` may return extra values for the
+        epoch's log record (e.g. a validation k-NN accuracy); its time is not counted as training."""
         tc = self.run.train
         n = len(self.data.train_images)
         steps_per_epoch = n // tc.batch_size  # drop the last partial batch: every group has the same size
@@ -254,12 +256,14 @@ class Trainer:
                       "images_per_s": round(steps_done * tc.batch_size / max(epoch_seconds, 1e-9), 1),
                       "views_per_s": round(steps_done * tc.batch_size * j / max(epoch_seconds, 1e-9), 1),
                       "wall_seconds": round(self.train_seconds, 3)}
+            if on_epoch_end is not None:
+                t_cb = time.monotonic()
+                record.update(on_epoch_end(self, record) or {})
+                start_time += time.monotonic() - t_cb  # evaluation time is not training time
             if self.dist.main:
                 with open(log_path, "a") as fh:
                     fh.write(json.dumps(record) + "\n")
-                if not self.progress:
-                    pass
-                else:
+                if self.progress:
                     print(_epoch_line(record), file=sys.stderr, flush=True)
             if self.epoch % tc.checkpoint_every == 0 or self.epoch == tc.epochs:
                 self.save_checkpoint()
@@ -323,7 +327,7 @@ def _progress(it, enabled: bool, desc: str, total: int, initial: int):
 
 
 def train(run: RunConfig, out: str | Path, resume: bool = False, overwrite: bool = False,
-          data: ImageData | None = None, progress: bool = True) -> dict:
+          data: ImageData | None = None, progress: bool = True, on_epoch_end=None) -> dict:
     """Train ``run`` into folder ``out`` (or continue it) and return the training summary."""
     out = Path(out)
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -334,7 +338,7 @@ def train(run: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
         run.save(out / "config.json")
     if trainer.dist.world > 1:
         dist.barrier()
-    return trainer.fit()
+    return trainer.fit(on_epoch_end)
 
 
 def load_run_config(out: str | Path) -> RunConfig:
