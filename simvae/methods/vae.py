@@ -40,7 +40,7 @@ class VAE(LatentVariableMethod):
 
     @property
     def beta(self) -> float:
-        return 1.0
+        return getattr(self.cfg, "beta", 1.0)  # 1 for the plain VAE
 
     def forward(self, batch: Batch):
         x = batch.views.flatten(0, 1)
@@ -56,7 +56,3 @@ class VAE(LatentVariableMethod):
 class BetaVAE(VAE):
     name = "beta-vae"
     config_cls = BetaVAEConfig
-
-    @property
-    def beta(self) -> float:
-        return self.cfg.beta
