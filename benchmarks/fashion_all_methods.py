@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--gmm-restarts", type=int, default=3)
     ap.add_argument("--probe-max-epochs", type=int, default=200)
     ap.add_argument("--probe-patience", type=int, default=5)
+    ap.add_argument("--decoder-max-epochs", type=int, default=80)
     ap.add_argument("--beta", type=float, default=None, help="beta of beta-vae (default: the documented choice)")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args()
@@ -51,7 +52,8 @@ def main() -> None:
                           "seed": seed, "train_subset": args.train_subset},
                 "method": method_opts,
                 "eval": {"gmm_restarts": args.gmm_restarts, "probe_max_epochs": args.probe_max_epochs,
-                         "probe_patience": args.probe_patience, "map_points": 1000, "seed": seed}})
+                         "probe_patience": args.probe_patience, "decoder_max_epochs": args.decoder_max_epochs,
+                         "map_points": 1000, "seed": seed}})
             t0 = time.monotonic()
             if (out / "metrics.json").is_file() and not args.overwrite:
                 print(f"[all-methods] {out} already evaluated; reusing it (--overwrite to redo)", file=sys.stderr)

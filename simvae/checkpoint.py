@@ -9,7 +9,9 @@ and the resolved config.
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +72,28 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # damaged file or foreign pickle: refuse, never execute it
-        raise CheckpointError(f"cannot load checkpoint {path}: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"cannot load checkpoint {path}: {_load_error_reason(e)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not a simvae checkpoint (format {FORMAT_VERSION})")
     return ckpt
+
+
+def _load_error_reason(e: Exception) -> str:
+    """One short clause for why torch.load failed (torch's own text is long, and for a refused
+    pickle it advises weights_only=False, i.e. running the file's code: never say that)."""
+    text = str(e).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if isinstance(e, pickle.UnpicklingError) and "Weights only" in text:
+        detail = next((line for line in lines[1:] if not line.startswith(("Please file", "Check the documentation"))), "")
+        return ("not a checkpoint written by simvae, or damaged (a safe load refuses its content"
+                + (f": {detail})" if detail else ")"))
+    if isinstance(e, EOFError) or not lines:
+        return f"the file is empty or truncated ({type(e).__name__})"
+    return f"the file is damaged or truncated ({lines[0].split('. ')[0]})"
 
 
 def load_model_state(model: torch.nn.Module, state: dict, method: str, ckpt_method: str, path) -> None:

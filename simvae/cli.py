@@ -27,6 +27,8 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
         if message.startswith("unrecognized arguments:"):
             bad = message.split(":", 1)[1].split()
+            if not bad:
+                self.exit(2, f"{self.prog}: error: unrecognized empty argument; see '{self.prog} --help'\n")
             opts = [o for a in self._actions for o in a.option_strings]
             first = next((b for b in bad if b.startswith("-")), bad[0])
             hint = suggest(first.split("=")[0], opts)

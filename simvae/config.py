@@ -54,6 +54,8 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
                 return coerce(key, value, arg)
             except ConfigError as e:
                 errors.append(e)
+        if len(errors) == 1:  # Optional[X]: X's own message says more
+            raise errors[0]
         raise ConfigError(f"'{key}' must be {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         choices = get_args(tp)
@@ -83,7 +85,10 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"'{key}' must be a number, got {value!r}")
         if isinstance(value, (int, float)):
-            out = float(value)
+            try:
+                out = float(value)
+            except OverflowError:
+                raise ConfigError(f"'{key}' must be a finite number, got an integer too large for a float") from None
         elif isinstance(value, str):
             try:
                 out = float(value)
@@ -110,7 +115,7 @@ def parse_config(cls: type[T], values: Mapping[str, Any], where: str = "config")
     kwargs = {}
     for key, value in values.items():
         if not isinstance(key, str) or key not in fields:
-            raise ConfigError(f"unknown key '{key}' in {where}{suggest(key, fields)}; valid keys: {', '.join(fields)}")
+            raise ConfigError(f"unknown key {key!r} in {where}{suggest(key, fields)}; valid keys: {', '.join(fields)}")
         kwargs[key] = coerce(key, value, hints[key])
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)

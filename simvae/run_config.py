@@ -68,6 +68,8 @@ class EvalConfig:
     probe_hidden: int = field(default=512, metadata={"help": "hidden width of the MLP probe"})
     gmm_restarts: int = field(default=10, metadata={"help": "GMM initialisations (the paper uses 200)"})
     gmm_max_iter: int = field(default=200, metadata={"help": "EM iterations per GMM initialisation"})
+    decoder_max_epochs: int = field(default=80, metadata={"help": "most epochs of the post-hoc decoder (discriminative methods)"})
+    decoder_patience: int = field(default=5, metadata={"help": "stop the post-hoc decoder after this many epochs without a better validation MSE"})
     map_points: int = field(default=3000, metadata={"help": "test points in the 2-D t-SNE map"})
     seed: int = field(default=0, metadata={"help": "seed of the split, probes, GMM and map"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
@@ -82,6 +84,8 @@ class EvalConfig:
         require(self.probe_hidden >= 1, f"probe_hidden must be >= 1, got {self.probe_hidden}")
         require(self.gmm_restarts >= 1, f"gmm_restarts must be >= 1, got {self.gmm_restarts}")
         require(self.gmm_max_iter >= 1, f"gmm_max_iter must be >= 1, got {self.gmm_max_iter}")
+        require(self.decoder_max_epochs >= 1, f"decoder_max_epochs must be >= 1, got {self.decoder_max_epochs}")
+        require(self.decoder_patience >= 1, f"decoder_patience must be >= 1, got {self.decoder_patience}")
         require(self.map_points >= 0, f"map_points must be >= 0, got {self.map_points}")
 
 
@@ -112,7 +116,7 @@ def build_run_config(values: Mapping[str, Any], where: str = "config") -> RunCon
         raise ConfigError(f"{where} must be a JSON object with sections {', '.join(SECTIONS)}")
     for key in values:
         if key not in SECTIONS:
-            raise ConfigError(f"unknown section '{key}' in {where}{suggest(key, SECTIONS)}; valid sections: {', '.join(SECTIONS)}")
+            raise ConfigError(f"unknown section {key!r} in {where}{suggest(key, SECTIONS)}; valid sections: {', '.join(SECTIONS)}")
     train = parse_config(TrainConfig, values.get("train", {}), where=f"{where} section 'train'")
     method = method_config(train.method, values.get("method", {}))
     if train.lr is None:  # resolve to the method's paper default so the saved config is complete
@@ -129,6 +133,8 @@ def load_config_file(path: str | Path) -> dict:
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 JSON text") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -132,6 +132,12 @@ class Trainer:
             raise ConfigError(f"batch_size {tc.batch_size} is larger than the training set ({len(data.train_images)} images); "
                               "lower --batch-size or raise --train-subset")
         self.data = data
+        from .methods import METHODS
+
+        need = METHODS[tc.method].min_batch_size
+        if tc.batch_size // self.dist.world < need:
+            raise ConfigError(f"method '{tc.method}' needs at least {need} images per process in a batch; "
+                              f"got batch_size {tc.batch_size} over {self.dist.world} process(es)")
         self.aug_spec = DATASETS[tc.dataset].augment
         seed_everything(tc.seed)
         self.method: Method = build_method(tc.method, model_spec(run, data.image_shape), _asdict(run.method)).to(self.device)
@@ -140,6 +146,8 @@ class Trainer:
         self.generator.manual_seed(tc.seed)
         self.epoch, self.step, self.epoch_step = 0, 0, 0
         self.epoch_perm: torch.Tensor | None = None
+        self.epoch_sums: dict[str, torch.Tensor] = {}  # running sums of the loss terms of this epoch
+        self.epoch_steps_done = 0
         self.train_seconds = 0.0
         if resume:
             self._restore(load_checkpoint(self.out / CHECKPOINT_NAME, map_location=self.device))
@@ -158,9 +166,17 @@ class Trainer:
             "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
             "rng": rng_state(self.generator), "epoch": self.epoch, "step": self.step,
             "epoch_step": self.epoch_step, "epoch_perm": self.epoch_perm, "train_seconds": self.train_seconds,
+            "epoch_sums": dict(self.epoch_sums), "epoch_steps_done": self.epoch_steps_done,
         }
 
     def save_checkpoint(self) -> None:
+        bad = [name for name, p in self.method.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:  # a finite loss with a non-finite gradient: never overwrite the last good checkpoint
+            kept = self.out / CHECKPOINT_NAME
+            raise DivergenceError(f"training diverged by step {self.step} (epoch {self.epoch + 1}): parameters "
+                                  f"{', '.join(bad[:3])} became non-finite; "
+                                  + (f"the last good checkpoint is kept in {kept}" if kept.exists() else "no checkpoint had been written yet")
+                                  + "; try a lower --lr")
         if self.dist.main:
             atomic_torch_save(self.state(), self.out / CHECKPOINT_NAME)
         self.last_ckpt_time = time.monotonic()
@@ -172,6 +188,8 @@ class Trainer:
         self.epoch, self.step, self.epoch_step = ckpt["epoch"], ckpt["step"], ckpt["epoch_step"]
         self.epoch_perm = ckpt["epoch_perm"]
         self.train_seconds = float(ckpt.get("train_seconds", 0.0))
+        self.epoch_sums = dict(ckpt.get("epoch_sums", {}))
+        self.epoch_steps_done = int(ckpt.get("epoch_steps_done", 0))
 
     # -- one step ----------------------------------------------------------------------------
     def make_batch(self, idx: torch.Tensor) -> Batch:
@@ -210,17 +228,18 @@ class Trainer:
         steps_per_epoch = n // tc.batch_size  # drop the last partial batch: every group has the same size
         j = self.method.n_views
         log_path = self.out / "metrics.jsonl"
-        if self.dist.main and self.step == 0:
-            log_path.write_text("")
+        if self.dist.main:
+            _truncate_log(log_path, self.epoch)  # a resumed run re-logs the epochs after its checkpoint
         start_time = time.monotonic() - self.train_seconds
         while self.epoch < tc.epochs:
             if self.epoch_perm is None:
                 self.epoch_perm = torch.randperm(n, generator=self.generator, device=self.device)
                 self.epoch_step = 0
-            sums: dict[str, torch.Tensor] = {}
+                self.epoch_sums, self.epoch_steps_done = {}, 0
+            sums = self.epoch_sums
             pending: list[tuple[int, dict]] = []
             t_epoch = time.monotonic()
-            steps_done = 0
+            steps_done = 0  # in this process's life (for the rate)
             bar = _progress(range(self.epoch_step, steps_per_epoch), self.progress and self.dist.main,
                             f"epoch {self.epoch + 1}/{tc.epochs}", steps_per_epoch, self.epoch_step)
             for s in bar:
@@ -230,6 +249,7 @@ class Trainer:
                 self.step += 1
                 self.epoch_step = s + 1
                 steps_done += 1
+                self.epoch_steps_done += 1
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v
                 if len(pending) >= tc.divergence_check_every:
@@ -238,7 +258,7 @@ class Trainer:
                 if bar is not None and hasattr(bar, "set_postfix") and (s % 20 == 0 or s == steps_per_epoch - 1):
                     el = time.monotonic() - t_epoch
                     rate = steps_done * tc.batch_size / max(el, 1e-9)
-                    bar.set_postfix({**{k: f"{float(v) / steps_done:.4g}" for k, v in sums.items()},
+                    bar.set_postfix({**{k: f"{float(v) / self.epoch_steps_done:.4g}" for k, v in sums.items()},
                                      "img/s": f"{rate:.0f}", "views/s": f"{rate * j:.0f}"}, refresh=False)
                 if self._mid_epoch_checkpoint_due() and s + 1 < steps_per_epoch:
                     self._check_finite(pending)
@@ -251,7 +271,7 @@ class Trainer:
             self.epoch_perm, self.epoch_step = None, 0
             self.train_seconds = time.monotonic() - start_time
             record = {"epoch": self.epoch, "step": self.step,
-                      **{k: float(v) / max(steps_done, 1) for k, v in sums.items()},
+                      **{k: float(v) / max(self.epoch_steps_done, 1) for k, v in sums.items()},
                       "epoch_seconds": round(epoch_seconds, 3),
                       "images_per_s": round(steps_done * tc.batch_size / max(epoch_seconds, 1e-9), 1),
                       "views_per_s": round(steps_done * tc.batch_size * j / max(epoch_seconds, 1e-9), 1),
@@ -304,6 +324,13 @@ class Trainer:
                 "train_views_per_s": round(images_seen * self.method.n_views / max(self.train_seconds, 1e-9), 1),
                 "device": str(self.device), "processes": self.dist.world, "bf16": tc.bf16,
                 "torch": torch.__version__, "data_source": self.data.source}
+
+
+def _truncate_log(path: Path, epochs_kept: int) -> None:
+    """Keep the log lines of epochs 1..epochs_kept (all of them for a fresh run: none)."""
+    lines = path.read_text().splitlines() if path.is_file() and epochs_kept > 0 else []
+    kept = [line for line in lines if line.strip() and json.loads(line).get("epoch", 0) <= epochs_kept]
+    path.write_text("".join(line + "\n" for line in kept))
 
 
 def _asdict(cfg) -> dict:

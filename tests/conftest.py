@@ -11,10 +11,12 @@ down by 10x or more when another process competes for the cores.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,12 +129,101 @@ def run_cli_many(arg_lists: list[list[str]], cwd: str | Path | None = None, time
         return list(pool.map(lambda a: run_cli(*a, cwd=cwd, timeout=timeout), arg_lists))
 
 
-@pytest.fixture
-def single_thread():
-    """torch on one intra-op thread for the test (fast and stable on a shared 2-core machine)."""
+# A process that imports simvae (and torch) once, then forks one child per command. Each child
+# runs ``python -m simvae ARGS`` exactly as the interpreter would (runpy of ``simvae.__main__``;
+# an uncaught exception prints its traceback and exits 1), with its own stdout/stderr files and
+# its real exit status, without paying the ~2-3 s torch import per command. Forking is safe
+# here: with OMP_NUM_THREADS=1 the server never starts a thread.
+_FORK_SERVER = r"""
+import json, os, runpy, sys, traceback
+jobs = json.loads(sys.stdin.read())
+import simvae.cli, simvae.evaluate, simvae.run, simvae.train  # what the commands import, once
+simvae.cli.build_parser()
+assert len(os.listdir("/proc/self/task")) == 1 if os.path.isdir("/proc/self/task") else True, "threads before fork"
+statuses = []
+for job in jobs:
+    sys.stdout.flush(); sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for fd, name in ((1, job["stdout"]), (2, job["stderr"])):
+                f = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(f, fd)
+                os.close(f)
+            os.chdir(job["cwd"])
+            sys.argv = ["simvae", *job["args"]]
+            try:
+                runpy.run_module("simvae", run_name="__main__", alter_sys=True)
+                code = 0
+            except SystemExit as e:
+                if e.code is None or isinstance(e.code, int):
+                    code = e.code or 0
+                else:
+                    print(e.code, file=sys.stderr)
+                    code = 1
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+        finally:
+            try:
+                sys.stdout.flush(); sys.stderr.flush()
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    statuses.append(os.waitstatus_to_exitcode(status))
+print(json.dumps(statuses))
+"""
+
+
+def run_cli_forked(arg_lists: list[list[str]], cwd: str | Path, timeout: float = 300) -> list[CliResult]:
+    """Many ``simvae`` commands, one forked process each, from one server process (see _FORK_SERVER)."""
+    cwd = Path(cwd)
+    logs = Path(cwd) / ".cli-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    jobs = [{"args": list(map(str, a)), "cwd": str(cwd), "stdout": str(logs / f"{i}.out"),
+             "stderr": str(logs / f"{i}.err")} for i, a in enumerate(arg_lists)]
+    p = subprocess.run([sys.executable, "-c", _FORK_SERVER], input=json.dumps(jobs), env=cli_env(), cwd=cwd,
+                       capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError(f"fork server failed ({p.returncode}): {p.stderr[-3000:]}")
+    statuses = json.loads(p.stdout.strip().splitlines()[-1])
+    return [CliResult(job["args"], status, Path(job["stdout"]).read_text(), Path(job["stderr"]).read_text())
+            for job, status in zip(jobs, statuses)]
+
+
+@contextmanager
+def float32_default():
+    """torch's default dtype float32 inside, whatever it was outside (restored after).
+
+    tests/test_elbo.py sets float64 as the default when it is imported, i.e. at collection,
+    for the whole session until its module teardown: every test collected before it would
+    otherwise build float64 models and feed them float32 images."""
     import torch
 
-    before = torch.get_num_threads()
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
+@pytest.fixture
+def float32():
+    """The test runs with torch's default dtype float32 (see float32_default)."""
+    with float32_default():
+        yield
+
+
+@pytest.fixture
+def single_thread():
+    """torch on one intra-op thread from here on (fast and stable on a shared 2-core machine).
+
+    Deliberately NOT restored afterwards: raising the thread count again after parallel work
+    leaves OpenMP in a state where a later fork (tests/test_infonce.py starts its DDP workers
+    with start_method="fork") deadlocks; lowering it is harmless."""
+    import torch
+
     torch.set_num_threads(1)
     yield
-    torch.set_num_threads(before)

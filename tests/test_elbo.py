@@ -11,13 +11,15 @@ from simvae.objectives.elbo import (bernoulli_log_likelihood, gaussian_entropy, 
                                     group_log_prior_gaussian, group_log_prior_uniform, kl_gaussians,
                                     kl_standard_normal, reparameterize)
 
-torch.set_default_dtype(torch.float64)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _float32_after():
+def _float64_here():
+    """Brute-force references in float64, for this module only."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
     yield
-    torch.set_default_dtype(torch.float32)
+    torch.set_default_dtype(before)
 
 
 def test_gaussian_log_likelihood_is_normal_log_prob():

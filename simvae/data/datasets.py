@@ -74,11 +74,16 @@ class DatasetSpec:
 
 
 def _candidate_dirs(name: str, data_dir: str | Path | None, extra: list[Path]) -> list[Path]:
+    if data_dir:
+        # An explicit folder is the only place looked: one that lacks the files is an error,
+        # never a silent fall-back to $SIMVAE_DATA_DIR or a system copy of the data.
+        base = Path(data_dir).expanduser()
+        return [base, base / name, base / name / "raw"]
     dirs: list[Path] = []
-    for base in [data_dir, os.environ.get(DATA_DIR_ENV)]:
-        if base:
-            base = Path(base).expanduser()
-            dirs += [base, base / name, base / name / "raw"]
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        base = Path(env).expanduser()
+        dirs += [base, base / name, base / name / "raw"]
     return dirs + extra
 
 

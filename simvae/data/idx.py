@@ -8,6 +8,7 @@ Every way a file can be wrong ends in a DataError naming the file.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -52,7 +53,7 @@ def read_idx(path: str | Path, expected_magic: int) -> torch.Tensor:
     if len(data) < header:
         raise DataError(f"{path}: truncated header ({len(data)} bytes, need {header})")
     shape = struct.unpack(">" + "I" * ndim, data[4:header])
-    count = int(np.prod(shape))
+    count = math.prod(shape)  # exact: np.prod of four uint32 sizes can wrap around int64
     if len(data) - header < count:
         raise DataError(
             f"{path}: truncated file: header promises {count} bytes of data {tuple(shape)}, "

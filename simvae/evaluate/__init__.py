@@ -79,7 +79,7 @@ def evaluate_run(path: str | Path, overrides: dict | None = None, report: bool =
     if not run.method.generative:
         from .decoder_fit import ensure_decoder  # discriminative methods get a decoder fitted post hoc
 
-        ensure_decoder(run, log=log)
+        ensure_decoder(run, log=log, max_epochs=cfg.decoder_max_epochs, patience=cfg.decoder_patience)
     train_x, test_x = run.encode(data.train_images), run.encode(data.test_images)
     if not (torch.isfinite(train_x).all() and torch.isfinite(test_x).all()):
         from ..errors import SimvaeError

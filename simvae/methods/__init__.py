@@ -16,7 +16,7 @@ def method_config(name: str, options: dict | None = None):
 
     if name not in METHODS:
         raise ConfigError(f"unknown method '{name}'{suggest(name, METHODS)}; choose from {', '.join(sorted(METHODS))}")
-    return parse_config(METHODS[name].config_cls, options or {}, where=f"options of method '{name}'")
+    return parse_config(METHODS[name].config_cls, {} if options is None else options, where=f"options of method '{name}'")
 
 
 def build_method(name: str, spec: ModelSpec, options: dict | None = None) -> Method:

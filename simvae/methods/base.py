@@ -50,6 +50,7 @@ class Method(nn.Module):
     config_cls: ClassVar[type]
     generative: ClassVar[bool] = False  # trains a decoder as part of its objective
     default_lr: ClassVar[float] = 8e-5  # the paper's learning rate for this method
+    min_batch_size: ClassVar[int] = 1  # per process: batch statistics / negatives need more than one image
 
     def __init__(self, spec: ModelSpec, cfg):
         super().__init__()

@@ -37,6 +37,7 @@ class SimCLRConfig:
 class SimCLR(EncoderMethod):
     name = "simclr"
     config_cls = SimCLRConfig
+    min_batch_size = 2  # negatives come from the other images of the batch
 
     def __init__(self, spec, cfg):
         super().__init__(spec, cfg)

@@ -44,6 +44,7 @@ class VICReg(EncoderMethod):
     name = "vicreg"
     config_cls = VICRegConfig
     default_lr = 1e-4  # paper A.7.4
+    min_batch_size = 2  # variance/covariance terms and the expander's BatchNorm
 
     def __init__(self, spec, cfg):
         super().__init__(spec, cfg)

@@ -116,7 +116,8 @@ def reconstruction_figure(groups, path: Path) -> Path:
         if not run.method.generative:
             from ..evaluate.decoder_fit import ensure_decoder
 
-            ensure_decoder(run, log=lambda msg: None)
+            ensure_decoder(run, log=lambda msg: None, max_epochs=run.config.eval.decoder_max_epochs,
+                           patience=run.config.eval.decoder_patience)
         rec = run.reconstruct(images)
         if rec is not None:
             rows[method] = rec
