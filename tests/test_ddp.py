@@ -113,8 +113,10 @@ def test_two_processes_take_the_step_of_one(method, ddp_results, single_results)
     checked = total = 0
     for name, p in one["params"].items():
         g1, g2 = one["grads"][name], two["grads"][name]
-        well = (g1.abs() > 1e-7 + 1e-4 * scale) | ((g1 == 0) & (g2 == 0))
-        torch.testing.assert_close(two["params"][name][well], p[well], rtol=0, atol=1e-6,
+        # |g| >= 1e-3 * scale keeps the relative gradient error (<= 2e-5 * scale) under 2%, so
+        # the weight moves agree to 2% of lr (lr = 8e-5 here: 1.6e-6)
+        well = (g1.abs() > 1e-6 + 1e-3 * scale) | ((g1 == 0) & (g2 == 0))
+        torch.testing.assert_close(two["params"][name][well], p[well], rtol=0, atol=2e-6,
                                    msg=lambda m: f"param {name}: {m}")
         checked, total = checked + int(well.sum()), total + well.numel()
     assert checked > 0.5 * total, f"only {checked} of {total} weights compared"
