@@ -194,11 +194,8 @@ def run_cli_forked(arg_lists: list[list[str]], cwd: str | Path, timeout: float =
 
 @contextmanager
 def float32_default():
-    """torch's default dtype float32 inside, whatever it was outside (restored after).
-
-    tests/test_elbo.py sets float64 as the default when it is imported, i.e. at collection,
-    for the whole session until its module teardown: every test collected before it would
-    otherwise build float64 models and feed them float32 images."""
+    """torch's default dtype float32 inside, whatever it was outside (restored after); for
+    tests that build models inside a module computing its references in float64."""
     import torch
 
     before = torch.get_default_dtype()

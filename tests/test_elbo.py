@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, MultivariateNormal, Normal, kl_divergence
 
+from conftest import float32_default
 from simvae.methods import Batch, ModelSpec, build_method
 from simvae.objectives.elbo import (bernoulli_log_likelihood, gaussian_entropy, gaussian_log_likelihood,
                                     group_log_prior_gaussian, group_log_prior_uniform, kl_gaussians,
@@ -125,8 +126,7 @@ def _batch(b, j, seed=0):
 
 
 def test_simvae_loss_is_minus_the_sum_of_its_terms():
-    torch.set_default_dtype(torch.float32)
-    try:
+    with float32_default():
         m = build_method("simvae", ModelSpec((1, 28, 28), 10))
         batch = _batch(3, 4)
         out = m(batch)
@@ -138,13 +138,10 @@ def test_simvae_loss_is_minus_the_sum_of_its_terms():
         prior = group_log_prior_uniform(z.view(3, 4, 10), 0.15)
         torch.testing.assert_close(out["loss"], -(ll + ent + prior).mean())
         torch.testing.assert_close(out["log_prior"], prior.mean())
-    finally:
-        torch.set_default_dtype(torch.float64)
 
 
 def test_cr_vae_consistency_is_kl_of_augmented_from_original():
-    torch.set_default_dtype(torch.float32)
-    try:
+    with float32_default():
         m = build_method("cr-vae", ModelSpec((1, 28, 28), 10))
         batch = _batch(5, 1)
         out = m(batch)
@@ -155,13 +152,10 @@ def test_cr_vae_consistency_is_kl_of_augmented_from_original():
         reverse = kl_divergence(q_x, q_t).sum(1).mean()
         torch.testing.assert_close(out["consistency"], forward, rtol=1e-4, atol=1e-5)
         assert not torch.isclose(out["consistency"], reverse, rtol=1e-3)
-    finally:
-        torch.set_default_dtype(torch.float64)
 
 
 def test_beta_vae_weights_the_kl():
-    torch.set_default_dtype(torch.float32)
-    try:
+    with float32_default():
         torch.manual_seed(0)
         m1 = build_method("vae", ModelSpec((1, 28, 28), 10))
         m4 = build_method("beta-vae", ModelSpec((1, 28, 28), 10), {"beta": 4.0})
@@ -169,5 +163,3 @@ def test_beta_vae_weights_the_kl():
         b = _batch(4, 1)
         o1, o4 = m1(b), m4(b)
         torch.testing.assert_close(o4["loss"] - o1["loss"], 3.0 * o1["kl"])
-    finally:
-        torch.set_default_dtype(torch.float64)
