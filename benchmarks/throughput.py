@@ -21,7 +21,7 @@ networks, J = 10 views, 128 images per step, full Fashion-MNIST in memory) for
       not require gradients), i.e. that layer counts 4 n in out.
 
 It also breaks simvae's step down (augmentation / forward / backward / optimiser) and times
-cheap alternatives (Adam's foreach and fused implementations, one thread), so a miss of the
+alternatives (Adam's for-loop, foreach and fused kernels, the Trainer using fused; one thread), so a miss of the
 targets comes with where the time goes. Each headline measurement records how many cores
 OTHER processes kept busy meanwhile (from /proc) and is repeated (--retries) when that
 exceeds --busy-threshold. The last line printed is one JSON object.
@@ -290,31 +290,6 @@ def time_optimizer_variants(trainer, repeats: int = 20) -> dict:
     return result
 
 
-def use_fused_adam(trainer) -> None:
-    """The suggested change to Trainer.__init__: Adam's fused kernel instead of the CPU default (for-loop)."""
-    trainer.optimizer = torch.optim.Adam(trainer.method.trainable_parameters(), lr=trainer.run.train.lr, fused=True)
-
-
-def time_interleaved(trainers: dict, steps: int, warmup: int, block: int = 5) -> dict:
-    """Views/s (median over blocks) of several trainers timed in alternating blocks of steps (fair under a drifting load)."""
-    any_trainer = next(iter(trainers.values()))
-    tc = any_trainer.run.train
-    idxs = index_batches(len(any_trainer.data.train_images), tc.batch_size, warmup + steps, seed=3)
-    for trainer in trainers.values():
-        for idx in idxs[:warmup]:
-            trainer.train_step(idx)
-    blocks = {name: [] for name in trainers}
-    for start in range(warmup, warmup + steps, block):
-        for name, trainer in trainers.items():
-            t = time.perf_counter()
-            for idx in idxs[start:start + block]:
-                float(trainer.train_step(idx)["loss"])
-            blocks[name].append((len(idxs[start:start + block]), time.perf_counter() - t))
-    views = tc.batch_size * any_trainer.method.n_views
-    # the median block: a block hit by another process's burst does not decide the comparison
-    return {name: statistics.median(n * views / sec for n, sec in b) for name, b in blocks.items()}
-
-
 # ------------------------------------------------------------------------------------------
 # (b) the usual pipeline: per-image torchvision transforms in DataLoader workers
 # ------------------------------------------------------------------------------------------
@@ -497,21 +472,6 @@ def main(argv=None) -> dict:
                 torch.set_num_threads(n_threads)
 
         if not args.no_extras:
-            # A/B of the suggested Trainer change (fused Adam), fp32 and bf16, interleaved blocks
-            print(f"timing fused Adam A/B ({args.steps} steps x 4, interleaved) ...", flush=True)
-            trainers = {}
-            for name, bf, fused in (("fp32", False, False), ("fp32+fused_adam", False, True),
-                                    ("bf16", True, False), ("bf16+fused_adam", True, True)):
-                trainers[name] = make_trainer(data, Path(tmp) / name, b, j, bf16=bf)
-                if fused:
-                    use_fused_adam(trainers[name])
-            with OtherLoad() as other:
-                extras["ab"] = time_interleaved(trainers, args.steps, 3, block=2)
-            extras["ab_load"] = other.cores
-            # the optimiser phase itself (the end-to-end A/B is within this machine's noise)
-            for name in ("fp32+fused_adam", "bf16+fused_adam"):
-                extras["breakdown_" + name.replace("+", "_")] = time_breakdown(trainers[name], max(10, args.steps // 3))
-            del trainers
             extras["reference_data_only_views_per_s"] = time_reference_data_only(data, j, b, args.workers,
                                                                                   max(10, args.steps // 3))
 
@@ -588,37 +548,15 @@ def main(argv=None) -> dict:
             print(f"    {name}: step {step * 1e3:.1f} ms = {parts}; make_batch = sample_params "
                   f"{bd['sample_params'] * 1e3:.1f} + gather {bd['gather_images'] * 1e3:.1f} + "
                   f"render {bd['render_views'] * 1e3:.1f} ms")
-    if "ab" in extras:
-        ab = extras["ab"]
-        print(f"    fused Adam A/B (interleaved, median block, others {_r(extras['ab_load'])}): " + ", ".join(
-            f"{k} {v:.0f}" for k, v in ab.items()) + " views/s; fused Adam gains "
-            f"fp32 {ab['fp32+fused_adam'] / ab['fp32'] - 1:+.0%}, bf16 {ab['bf16+fused_adam'] / ab['bf16'] - 1:+.0%}; "
-            f"fp32+fused efficiency {flops / rows * ab['fp32+fused_adam'] / 1e9 / res['matmul_gflops']:.2f}")
-    if "breakdown_fp32_fused_adam" in extras:
-        parts = []
-        for prec in ("fp32", "bf16"):
-            a, f = extras[f"breakdown_{prec}"], extras[f"breakdown_{prec}_fused_adam"]
-            step = sum(a[k] for k in ("make_batch_total", "forward", "backward", "optimizer"))
-            parts.append(f"{prec} {a['optimizer'] * 1e3:.1f} -> {f['optimizer'] * 1e3:.1f} ms "
-                         f"(-{(a['optimizer'] - f['optimizer']) / step:.0%} of the step)")
-        print("    optimiser phase, for-loop Adam -> fused Adam: " + ", ".join(parts))
     if "adam" in extras:
         print("    Adam step: " + ", ".join(f"{k} {v * 1e3:.1f} ms" if isinstance(v, float) else f"{k} {v}"
                                            for k, v in extras["adam"].items()))
     if not args.no_extras:
         out["breakdown_fp32_ms"] = {k: round(v * 1e3, 2) for k, v in extras["breakdown_fp32"].items()}
         out["breakdown_bf16_ms"] = {k: round(v * 1e3, 2) for k, v in extras["breakdown_bf16"].items()}
-        for name in ("fp32", "bf16"):
-            out[f"breakdown_{name}_fused_adam_ms"] = {k: round(v * 1e3, 2)
-                                                      for k, v in extras[f"breakdown_{name}_fused_adam"].items()}
         out["adam_step_ms"] = {k: (round(v * 1e3, 2) if isinstance(v, float) else v) for k, v in extras["adam"].items()}
         if "fp32_1_thread" in extras:
             out["simvae_1_thread_views_per_s"] = round(extras["fp32_1_thread"]["views_per_s"], 1)
-        out["fused_adam_ab_views_per_s"] = {k: round(v, 1) for k, v in extras["ab"].items()}
-        out["fused_adam_ab_other_cores_busy"] = _r(extras["ab_load"])
-        out["efficiency_fp32_fused_adam"] = round(flops / rows * extras["ab"]["fp32+fused_adam"] / 1e9
-                                                  / res["matmul_gflops"], 3)
-        out["speedup_best_fused_adam"] = round(max(extras["ab"].values()) / ref["views_per_s"], 3)
         out["reference_data_only_views_per_s"] = round(extras["reference_data_only_views_per_s"], 1)
     targets = out["efficiency"] >= 0.7 and out["speedup_best"] >= 3
     print(f"targets (efficiency >= 0.7, speedup_best >= 3): {'met' if targets else 'NOT met'}")

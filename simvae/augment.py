@@ -6,13 +6,12 @@ The parameter distribution is that of torchvision's
 tensor operations on the training device: no per-image Python or PIL loop.
 
 A crop (top i, left j, height h, width w) resized back to H x W with bilinear
-interpolation (align_corners=False) is the affine map of output coordinates
-u in [-1, 1] to input coordinates
-
-    x_in = u * w / W + (2 j + w) / W - 1,    y_in = ±v * h / H + (2 i + h) / H - 1
-
-sampled with ``grid_sample``; a vertical flip negates the v coefficient. The
-full image with no flip is the identity map, so it returns the image itself.
+interpolation (align_corners=False, edges clamped) is separable: output pixel
+(r, c) reads input row i + (r + 1/2) h / H - 1/2 and column j + (c + 1/2) w / W - 1/2.
+So each view is R_y @ image @ R_x^T with two small interpolation matrices, and a
+vertical flip reverses the rows of R_y. A whole batch of views is two batched
+matrix products: no sampling grid, no per-pixel gather. The full image with no flip
+gives identity matrices, so it returns the image itself.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .data.datasets import AugmentSpec
 
@@ -95,28 +93,46 @@ def sample_view_params(n_images: int, n_views: int, image_hw: tuple[int, int], s
     return ViewParams(top, left, h, w, vflip)
 
 
-def crop_flip_grid(params: ViewParams, height: int, width: int, dtype=torch.float32) -> torch.Tensor:
-    """Sampling grid [n, H, W, 2] for ``grid_sample`` implementing crop + resize + flip."""
-    n = len(params)
-    h, w = params.height.to(dtype), params.width.to(dtype)
-    top, left = params.top.to(dtype), params.left.to(dtype)
-    theta = torch.zeros(n, 2, 3, dtype=dtype, device=h.device)
-    sign = 1.0 - 2.0 * params.vflip.to(dtype)
-    theta[:, 0, 0] = w / width
-    theta[:, 0, 2] = (2 * left + w) / width - 1
-    theta[:, 1, 1] = sign * h / height
-    theta[:, 1, 2] = (2 * top + h) / height - 1
-    return F.affine_grid(theta, [n, 1, height, width], align_corners=False)
+def resize_matrices(start: torch.Tensor, length: torch.Tensor, size: int, reverse: torch.Tensor | None = None,
+                    dtype=torch.float32) -> torch.Tensor:
+    """Bilinear resampling of the interval [start, start + length) of a size-long axis to ``size`` samples.
+
+    Returns R [n, size_out, size_in] with, for output o (taken from the far end when ``reverse``),
+
+        p_o = start + (o + 1/2) * length / size - 1/2,   clamped to [0, size - 1]
+        R[o, floor p_o] = 1 - frac(p_o),   R[o, floor p_o + 1] = frac(p_o)
+
+    which is ``grid_sample(mode="bilinear", padding_mode="border", align_corners=False)``
+    along one axis: crop + resize is separable, so a view is R_y @ image @ R_x^T.
+    """
+    n, device = start.shape[0], start.device
+    o = torch.arange(size, device=device, dtype=dtype).expand(n, size)
+    if reverse is not None:
+        o = torch.where(reverse[:, None], size - 1 - o, o)
+    p = start.to(dtype)[:, None] + (o + 0.5) * (length.to(dtype)[:, None] / size) - 0.5
+    p = p.clamp(0, size - 1)
+    i0 = p.floor()
+    frac = p - i0
+    i0 = i0.long()
+    i1 = (i0 + 1).clamp_max(size - 1)
+    r = torch.zeros(n, size, size, device=device, dtype=dtype)
+    r.scatter_add_(2, i0[..., None], (1 - frac)[..., None])
+    r.scatter_add_(2, i1[..., None], frac[..., None])
+    return r
 
 
 def apply_views(images: torch.Tensor, params: ViewParams) -> torch.Tensor:
-    """Views of float images [B, C, H, W] -> [B, J, C, H, W] with J = len(params) / B."""
+    """Views of float images [B, C, H, W] -> [B, J, C, H, W] with J = len(params) / B.
+
+    view = R_y @ image @ R_x^T per channel (two small batched matrix products; no grid).
+    """
     b, c, height, width = images.shape
     n_views = len(params) // b
-    src = images.repeat_interleave(n_views, dim=0)
-    grid = crop_flip_grid(params, height, width, dtype=images.dtype)
-    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out.view(b, n_views, c, height, width)
+    ry = resize_matrices(params.top, params.height, height, reverse=params.vflip, dtype=images.dtype)
+    rx = resize_matrices(params.left, params.width, width, dtype=images.dtype)
+    ry = ry.view(b, n_views, 1, height, height)
+    rx_t = rx.view(b, n_views, 1, width, width).transpose(-1, -2)
+    return torch.matmul(torch.matmul(ry, images[:, None]), rx_t)
 
 
 def to_float(images_uint8: torch.Tensor) -> torch.Tensor:

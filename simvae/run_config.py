@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 from .config import parse_config, require, suggest
 from .data.datasets import DATASETS
@@ -119,10 +119,10 @@ def build_run_config(values: Mapping[str, Any], where: str = "config") -> RunCon
             raise ConfigError(f"unknown section {key!r} in {where}{suggest(key, SECTIONS)}; valid sections: {', '.join(SECTIONS)}")
     train = parse_config(TrainConfig, values.get("train", {}), where=f"{where} section 'train'")
     method = method_config(train.method, values.get("method", {}))
-    if train.lr is None:  # resolve to the method's paper default so the saved config is complete
+    if train.lr is None:  # resolve to the method's default on this dataset so the saved config is complete
         from .methods import METHODS
 
-        train = dataclasses.replace(train, lr=METHODS[train.method].default_lr)
+        train = dataclasses.replace(train, lr=METHODS[train.method].lr_for(train.dataset))
     ev = parse_config(EvalConfig, values.get("eval", {}), where=f"{where} section 'eval'")
     return RunConfig(train, method, ev)
 

@@ -12,11 +12,10 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from .allocator import retain_freed_memory
 from .augment import apply_views, sample_view_params, to_float
 from .checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, atomic_torch_save, load_checkpoint, load_model_state, rng_state, set_rng_state
 from .data import DATASETS, ImageData, load_dataset
@@ -123,6 +123,8 @@ class Trainer:
             torch.cuda.set_device(self.device)
         else:
             self.device = resolve_device(tc.device)
+        if self.device.type == "cpu":
+            retain_freed_memory()  # big activations reused step to step instead of page-faulted in
         if tc.batch_size % self.dist.world:
             raise ConfigError(f"batch_size {tc.batch_size} must be divisible by the number of processes ({self.dist.world})")
         if data is None:

@@ -9,7 +9,9 @@ from scipy import stats
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
-from simvae.augment import ViewParams, apply_views, augment, crop_flip_grid, sample_crop_boxes, sample_view_params
+import torch.nn.functional as F
+
+from simvae.augment import ViewParams, apply_views, augment, resize_matrices, sample_crop_boxes, sample_view_params
 from simvae.data.datasets import GREY_AUGMENT, AugmentSpec
 
 SCALE, RATIO = (0.4, 1.0), (0.75, 1.3)
@@ -120,8 +122,38 @@ def test_views_stay_with_their_image():
         torch.testing.assert_close(out[b], torch.full_like(out[b], v))
 
 
-def test_grid_is_identity_for_full_box():
-    grid = crop_flip_grid(_full(1), 28, 28)
-    lin = (2 * torch.arange(28) + 1) / 28 - 1
-    torch.testing.assert_close(grid[0, 0, :, 0], lin)
-    torch.testing.assert_close(grid[0, :, 0, 1], lin)
+def grid_sample_views(images: torch.Tensor, params: ViewParams) -> torch.Tensor:
+    """Independent reference: the crop + resize + flip as an affine sampling grid and grid_sample.
+
+    Output coordinates u, v in [-1, 1] map to x = u w / W + (2 left + w) / W - 1 and
+    y = +-v h / H + (2 top + h) / H - 1 (minus for a vertical flip).
+    """
+    b, c, hh, ww = images.shape
+    n = len(params)
+    h, w = params.height.float(), params.width.float()
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = w / ww
+    theta[:, 0, 2] = (2 * params.left.float() + w) / ww - 1
+    theta[:, 1, 1] = (1 - 2 * params.vflip.float()) * h / hh
+    theta[:, 1, 2] = (2 * params.top.float() + h) / hh - 1
+    grid = F.affine_grid(theta, [n, c, hh, ww], align_corners=False)
+    src = images.repeat_interleave(n // b, dim=0)
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.view(b, n // b, c, hh, ww)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_separable_views_equal_grid_sample(channels):
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(16, channels, 28, 28, generator=g)
+    params = sample_view_params(16, 6, (28, 28), GREY_AUGMENT, g)
+    torch.testing.assert_close(apply_views(x, params), grid_sample_views(x, params), atol=1e-5, rtol=0)
+
+
+def test_resize_matrix_rows_are_interpolation_weights():
+    g = torch.Generator().manual_seed(0)
+    top, left, h, w = sample_crop_boxes(200, 28, 28, SCALE, RATIO, g)
+    r = resize_matrices(top, h, 28)
+    torch.testing.assert_close(r.sum(-1), torch.ones(200, 28))  # each output is a convex mix
+    assert ((r > 0).sum(-1) <= 2).all()  # of at most two neighbouring input pixels
+    assert torch.equal(resize_matrices(torch.zeros(1), torch.full((1,), 28), 28)[0], torch.eye(28))

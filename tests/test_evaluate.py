@@ -1,7 +1,6 @@
 """Evaluation pieces against scikit-learn and on data with a known answer."""
 
 import numpy as np
-import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 

@@ -50,12 +50,19 @@ class Method(nn.Module):
     config_cls: ClassVar[type]
     generative: ClassVar[bool] = False  # trains a decoder as part of its objective
     default_lr: ClassVar[float] = 8e-5  # the paper's learning rate for this method
+    # per-dataset learning rates where the paper tuned them by data set (SimCLR, paper A.7.4)
+    default_lr_by_dataset: ClassVar[dict[str, float]] = {}
     min_batch_size: ClassVar[int] = 1  # per process: batch statistics / negatives need more than one image
 
     def __init__(self, spec: ModelSpec, cfg):
         super().__init__()
         self.spec = spec
         self.cfg = cfg
+
+    @classmethod
+    def lr_for(cls, dataset: str) -> float:
+        """The default learning rate of this method on ``dataset``."""
+        return cls.default_lr_by_dataset.get(dataset, cls.default_lr)
 
     @property
     def n_views(self) -> int:

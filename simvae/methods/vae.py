@@ -26,7 +26,7 @@ class VAEConfig(LikelihoodConfig):
 
 @dataclass
 class BetaVAEConfig(VAEConfig):
-    # Not stated in the paper; chosen by benchmarks/beta_ablation.py on a validation split of
+    # Not stated in the paper; chosen by benchmarks/ablation.py on a validation split of
     # Fashion-MNIST (README, "beta-VAE's beta"): 0.25 was best of {0.25, 0.5, 1}.
     beta: float = field(default=0.25, metadata={"help": "weight of the KL term (paper: unstated; 0.25 chosen by a validation ablation, see README)"})
 
