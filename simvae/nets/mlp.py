@@ -48,15 +48,3 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).view(z.shape[0], *self.image_shape)
-
-
-def build_encoder(network: str, image_shape, out_dim: int) -> nn.Module:
-    if network == "mlp":
-        return MLPEncoder(image_shape, out_dim)
-    raise ValueError(f"unknown network family {network!r}")
-
-
-def build_decoder(network: str, image_shape, latent_dim: int) -> nn.Module:
-    if network == "mlp":
-        return MLPDecoder(image_shape, latent_dim)
-    raise ValueError(f"unknown network family {network!r}")

@@ -1,4 +1,4 @@
-"""Batched augmentation: J views per image, each with its own random parameters.
+"""Batched geometric augmentation: J views per image, each with its own random parameters.
 
 The parameter distribution is that of torchvision's
 ``RandomResizedCrop(size, scale, ratio)`` followed by ``RandomVerticalFlip(p)``
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .data.datasets import AugmentSpec
+from ..data.datasets import AugmentSpec
+from .colour import JitterParams, colour_jitter, sample_jitter
 
 ATTEMPTS = 10  # torchvision tries 10 random boxes before falling back to a centre crop
 
@@ -35,9 +36,11 @@ class ViewParams:
     height: torch.Tensor
     width: torch.Tensor
     vflip: torch.Tensor  # bool [n]
+    jitter: JitterParams | None = None  # colour data sets only
 
     def __getitem__(self, rows) -> "ViewParams":
-        return ViewParams(self.top[rows], self.left[rows], self.height[rows], self.width[rows], self.vflip[rows])
+        jitter = None if self.jitter is None else self.jitter[rows]
+        return ViewParams(self.top[rows], self.left[rows], self.height[rows], self.width[rows], self.vflip[rows], jitter)
 
     def __len__(self) -> int:
         return self.top.shape[0]
@@ -85,12 +88,15 @@ def sample_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float
 
 def sample_view_params(n_images: int, n_views: int, image_hw: tuple[int, int], spec: AugmentSpec,
                        generator: torch.Generator, device: torch.device | str = "cpu") -> ViewParams:
-    """Independent crop and flip parameters for n_images * n_views views."""
+    """Independent crop, flip (and, where the data set has it, colour jitter) parameters for n_images * n_views views."""
     n = n_images * n_views
     height, width = image_hw
     top, left, h, w = sample_crop_boxes(n, height, width, spec.crop_scale, spec.crop_ratio, generator, device)
     vflip = torch.rand(n, generator=generator, device=device) < spec.vflip_p
-    return ViewParams(top, left, h, w, vflip)
+    jitter = None
+    if spec.jitter_p > 0:  # drawn after the geometry: grey data sets keep their random stream
+        jitter = sample_jitter(n, spec.jitter_strength, spec.jitter_hue, spec.jitter_p, generator, device)
+    return ViewParams(top, left, h, w, vflip, jitter)
 
 
 def resize_matrices(start: torch.Tensor, length: torch.Tensor, size: int, reverse: torch.Tensor | None = None,
@@ -124,7 +130,8 @@ def resize_matrices(start: torch.Tensor, length: torch.Tensor, size: int, revers
 def apply_views(images: torch.Tensor, params: ViewParams) -> torch.Tensor:
     """Views of float images [B, C, H, W] -> [B, J, C, H, W] with J = len(params) / B.
 
-    view = R_y @ image @ R_x^T per channel (two small batched matrix products; no grid).
+    view = R_y @ image @ R_x^T per channel (two small batched matrix products; no grid),
+    then colour jitter where the parameters have it.
     """
     b, c, height, width = images.shape
     n_views = len(params) // b
@@ -132,7 +139,10 @@ def apply_views(images: torch.Tensor, params: ViewParams) -> torch.Tensor:
     rx = resize_matrices(params.left, params.width, width, dtype=images.dtype)
     ry = ry.view(b, n_views, 1, height, height)
     rx_t = rx.view(b, n_views, 1, width, width).transpose(-1, -2)
-    return torch.matmul(torch.matmul(ry, images[:, None]), rx_t)
+    views = torch.matmul(torch.matmul(ry, images[:, None]), rx_t)
+    if params.jitter is not None:
+        views = colour_jitter(views.flatten(0, 1), params.jitter).view(b, n_views, c, height, width)
+    return views
 
 
 def to_float(images_uint8: torch.Tensor) -> torch.Tensor:

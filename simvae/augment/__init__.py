@@ -1,0 +1,11 @@
+"""Augmentation, batched on the training device: J views per image, each with its own draws.
+
+geometry.py: RandomResizedCrop + RandomVerticalFlip as two interpolation-matrix products.
+colour.py:   RandomApply(ColorJitter) for colour data sets.
+"""
+
+from .colour import JitterParams, colour_jitter, sample_jitter
+from .geometry import ViewParams, apply_views, augment, resize_matrices, sample_crop_boxes, sample_view_params, to_float
+
+__all__ = ["ViewParams", "JitterParams", "apply_views", "augment", "colour_jitter", "resize_matrices",
+           "sample_crop_boxes", "sample_jitter", "sample_view_params", "to_float"]
