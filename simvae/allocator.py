@@ -3,9 +3,9 @@
 A training step allocates and frees the same multi-megabyte activations every time. With
 glibc's defaults a freed block above the trim threshold goes back to the kernel, and the
 next step touches fresh pages: one page fault per 4 KiB, every step. On this project's
-test machine (a VM) that cost a third of the SimVAE step: the batched augmentation went
-from 15 ms to 4.5 ms and the ReLU backward from 25 ms to 9 ms per step once freed memory
-was kept. The PyTorch CPU tuning guides get the same effect with jemalloc or tcmalloc
+development VM, keeping freed memory took the batched augmentation from 15 ms to 4.5 ms
+(microbenchmark) and the profiled ReLU backward from 25 ms to 9 ms per step; on the whole
+step the gain was within that machine's run-to-run noise. The PyTorch CPU tuning guides get the same effect with jemalloc or tcmalloc
 (LD_PRELOAD); ``mallopt`` needs no extra library and can be set after start-up:
 
     M_MMAP_THRESHOLD = 32 MiB   blocks below it come from the heap, not fresh mmap pages
