@@ -5,8 +5,9 @@ glibc's defaults a freed block above the trim threshold goes back to the kernel,
 next step touches fresh pages: one page fault per 4 KiB, every step. On this project's
 development VM, keeping freed memory took the batched augmentation from 15 ms to 4.5 ms
 (microbenchmark) and the profiled ReLU backward from 25 ms to 9 ms per step; on the whole
-step the gain was within that machine's run-to-run noise. The PyTorch CPU tuning guides get the same effect with jemalloc or tcmalloc
-(LD_PRELOAD); ``mallopt`` needs no extra library and can be set after start-up:
+step the gain was within that machine's run-to-run noise. The PyTorch CPU tuning guides get
+the same effect with jemalloc or tcmalloc (LD_PRELOAD); ``mallopt`` needs no extra library
+and can be set after start-up:
 
     M_MMAP_THRESHOLD = 32 MiB   blocks below it come from the heap, not fresh mmap pages
     M_TRIM_THRESHOLD = 1 GiB    free heap is kept for reuse up to this much

@@ -38,11 +38,12 @@ def test_hsv_round_trip_and_known_colours():
     torch.testing.assert_close(hsv[:, 1], torch.tensor([1.0, 1.0, 1.0, 0.0]))
 
 
-def test_jitter_applies_each_views_own_order(images):
+@pytest.mark.parametrize("masked", [False, True])  # the CPU (row subsets) and GPU (torch.where) paths
+def test_jitter_applies_each_views_own_order(images, masked):
     g = torch.Generator().manual_seed(2)
     params = sample_jitter(len(images), 0.8, 0.2, 1.0, g)
     params.apply[1] = False
-    ours = colour_jitter(images, params)
+    ours = colour_jitter(images, params, masked=masked)
     for i in range(len(images)):
         ref = images[i]
         if params.apply[i]:

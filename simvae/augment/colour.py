@@ -102,14 +102,25 @@ def adjust_hue(x, f):
 ADJUST = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 
 
-def colour_jitter(x: torch.Tensor, params: JitterParams) -> torch.Tensor:
-    """Jittered copies of RGB views [n, 3, H, W] (rows without ``apply`` are returned unchanged)."""
+def colour_jitter(x: torch.Tensor, params: JitterParams, masked: bool | None = None) -> torch.Tensor:
+    """Jittered copies of RGB views [n, 3, H, W] (rows without ``apply`` are returned unchanged).
+
+    Two equal ways through the 4 x 4 (position, operation) pairs: on the CPU each operation runs
+    on just the rows that have it at that position (indexing needs their count on the host); on
+    a GPU, where that count would stall the pipeline 16 times a step, each operation runs on all
+    rows and ``torch.where`` keeps it where it belongs (4x the arithmetic, no synchronisation).
+    """
     if x.shape[1] != 3:
         raise ValueError(f"colour jitter needs RGB images, got {x.shape[1]} channel(s)")
+    masked = x.is_cuda if masked is None else masked
     out = x.clone()
     for pos in range(len(OPS)):
         for op, adjust in enumerate(ADJUST):
-            rows = (params.apply & (params.order[:, pos] == op)).nonzero().squeeze(1)
+            here = params.apply & (params.order[:, pos] == op)
+            if masked:
+                out = torch.where(here.view(-1, 1, 1, 1), adjust(out, params.factors[:, op]), out)
+                continue
+            rows = here.nonzero().squeeze(1)
             if rows.numel():
                 out[rows] = adjust(out[rows], params.factors[rows, op])
     return out
