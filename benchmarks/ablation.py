@@ -5,7 +5,7 @@
 
 Where the paper leaves a value open (beta-VAE's beta) or tunes it per data set (SimCLR's
 learning rate), the default is picked here. For each value the method is trained with the
-shared settings (MLP nets, latent 10, batch 128) on the training set minus a held-out
+shared settings (MLP nets, latent 10, 128 views per step) on the training set minus a held-out
 validation split of 10,000 images, and scored by k-NN accuracy (best k in 1..15) and
 linear-probe accuracy on that validation split. The last line printed is JSON, with the
 value of best validation k-NN accuracy.
@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--values", nargs="+", type=float, required=True)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-subset", type=int, default=None, help="train on the first N images of the fit split only")
+    ap.add_argument("--views-per-step", type=int, default=None, help="default: the paper's 128")
     ap.add_argument("--out-dir", default=None, help="default runs/ablation-METHOD-KEY")
     args = ap.parse_args()
     section, _, key = args.param.partition(".")
@@ -56,11 +58,14 @@ def main() -> None:
     data = load_dataset("fashion-mnist")
     fit, val = split_train_val(len(data.train_images), 10000, args.seed)
     # Train on the fit split only: the validation images are never seen in training.
-    fit_data = type(data)(data.name, data.train_images[fit], data.train_labels[fit], data.test_images, data.test_labels,
-                          data.classes, data.source)
+    import dataclasses
+
+    train_idx = fit if args.train_subset is None else fit[:args.train_subset]
+    fit_data = dataclasses.replace(data, train_images=data.train_images[train_idx], train_labels=data.train_labels[train_idx])
     results = {}
     for value in args.values:
-        values = {"train": {"dataset": "fashion-mnist", "method": args.method, "epochs": args.epochs, "seed": args.seed},
+        values = {"train": {"dataset": "fashion-mnist", "method": args.method, "epochs": args.epochs, "seed": args.seed,
+                            **({"views_per_step": args.views_per_step} if args.views_per_step else {})},
                   "method": {}}
         values[section][key] = value
         run = build_run_config(values)  # strict: an unknown key is refused with a suggestion
@@ -70,11 +75,12 @@ def main() -> None:
         print(f"{key} {value:g}: validation k-NN {results[value]['val_knn_acc']:.4f}, "
               f"linear {results[value]['val_linear_acc']:.4f}", flush=True)
     best = max(results, key=lambda v: results[v]["val_knn_acc"])
-    print(f"\n{args.method}, {args.epochs} epochs, validation split of 10,000 training images\n")
+    print(f"\n{args.method}, {args.epochs} epochs on {len(train_idx)} training images, validation split of 10,000 "
+          "training images\n")
     print(f"| {key} | validation k-NN | validation linear |\n|---|---|---|")
     for v, r in results.items():
         print(f"| {v:g} | {r['val_knn_acc']:.4f} | {r['val_linear_acc']:.4f} |")
-    print(json.dumps({"method": args.method, "param": args.param, "epochs": args.epochs,
+    print(json.dumps({"method": args.method, "param": args.param, "epochs": args.epochs, "train_images": len(train_idx),
                       "results": {f"{v:g}": r for v, r in results.items()}, "best": best}))
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from simvae.evaluate import evaluate_run
+from simvae.pipeline import evaluate_and_report as evaluate_run
 from simvae.methods import METHODS
 from simvae.report.compare import compare_runs, comparison_rows, markdown_table, read_runs
 from simvae.run_config import build_run_config
@@ -64,7 +64,7 @@ def main() -> None:
             print(f"[all-methods] {method} seed {seed}: k-NN {m['knn_acc']:.4f} MLP {m['mlp_acc']:.4f} "
                   f"({time.monotonic() - t0:.0f}s)", file=sys.stderr, flush=True)
             run_dirs.append(out)
-    paths = compare_runs(run_dirs, root / "comparison")
+    paths = compare_runs(run_dirs, root / "comparison", overwrite=True)
     groups = read_runs(run_dirs)
     rows = comparison_rows(groups)
     print(markdown_table(rows, "fashion-mnist"))

@@ -57,6 +57,7 @@ def get_data(dataset: str, data_dir: str | None):
 def conv_network_status() -> tuple[str | None, str]:
     """(data set using conv nets, why not) — the data set is None when the conv SimVAE cannot run."""
     from simvae.data import DATASETS
+    from simvae.presets import preset
     from simvae.nets import build_encoder
 
     try:
@@ -64,7 +65,7 @@ def conv_network_status() -> tuple[str | None, str]:
     except (ValueError, NotImplementedError, KeyError, TypeError) as e:
         return None, f"absent: simvae.nets has no conv network yet ({e})"
     for name, spec in DATASETS.items():
-        if spec.network == "conv":
+        if preset(name).network == "conv":
             return name, ""
     return None, "absent: simvae.nets builds a conv network but no registered data set uses it"
 
@@ -77,6 +78,7 @@ def bench(dataset: str, data, steps: int, warmup: int, batch_size: int, views: i
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     from simvae.data import DATASETS
+    from simvae.presets import preset
     from simvae.run_config import build_run_config
     from simvae.train import Trainer
 
@@ -109,7 +111,7 @@ def bench(dataset: str, data, steps: int, warmup: int, batch_size: int, views: i
         n_params = sum(p.numel() for p in trainer.method.parameters())
         del trainer
     return {
-        "dataset": dataset, "network": DATASETS[dataset].network,
+        "dataset": dataset, "network": preset(dataset).network,
         "precision": "bf16" if bf16 else "fp32", "compile": compile_,
         "batch_size": batch_size, "n_views": views, "steps": steps,
         "views_per_s": round(steps * batch_size * views / seconds, 1),

@@ -26,7 +26,11 @@ targets comes with where the time goes. Each headline measurement records how ma
 OTHER processes kept busy meanwhile (from /proc) and is repeated (--retries) when that
 exceeds --busy-threshold. The last line printed is one JSON object.
 
-    python benchmarks/throughput.py [--steps 60] [--warmup 10] [--threads N]
+    python benchmarks/throughput.py [--steps 60] [--warmup 10] [--threads N] [--bf16 auto|on|off]
+
+Both step compositions are timed: the paper's 128 views per step (12 images x 10 views) and
+the per-image batch of 128 images x 10 views. bf16 is timed only where the CPU computes it
+natively (``--bf16 on`` forces it, time-boxed), since emulated bf16 runs many times slower.
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ import platform
 import statistics
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -182,12 +185,18 @@ def gemm_shapes_gflops(method, rows: int, dtype=torch.float32, repeats: int = 5)
 # (a) simvae's own step
 # ------------------------------------------------------------------------------------------
 
-def make_trainer(data, out: Path, batch_size: int, n_views: int, bf16: bool, seed: int = 0):
+COMPOSITIONS = {
+    "views128": {"views_per_step": 128},  # the paper's protocol: 12 images x 10 views
+    "images128": {"batch_size": 128},     # the earlier default: 128 images x 10 views
+}
+
+
+def make_trainer(data, out: Path, size: dict, n_views: int, precision: str, seed: int = 0):
     from simvae.run_config import build_run_config
     from simvae.train import Trainer
 
-    run = build_run_config({"train": {"method": "simvae", "dataset": "fashion-mnist", "batch_size": batch_size,
-                                      "device": "cpu", "bf16": bf16, "seed": seed, "epochs": 1},
+    run = build_run_config({"train": {"method": "simvae", "dataset": "fashion-mnist", **size,
+                                      "device": "cpu", "precision": precision, "seed": seed, "epochs": 1},
                             "method": {"n_views": n_views}})
     return Trainer(run, out, data=data, progress=False)
 
@@ -205,12 +214,16 @@ def index_batches(n_images: int, batch_size: int, count: int, seed: int = 0):
     return out
 
 
-def time_train_steps(trainer, steps: int, warmup: int) -> dict:
-    """Warm up, then time ``steps`` calls of ``trainer.train_step`` (per-step times kept)."""
-    idxs = index_batches(len(trainer.data.train_images), trainer.run.train.batch_size, warmup + steps)
+def time_train_steps(trainer, steps: int, warmup: int, budget_s: float | None = None) -> dict:
+    """Warm up, then time ``steps`` calls of the real ``trainer.train_step`` (per-step times kept);
+    with ``budget_s``, stop early once that many seconds have passed (time-boxed)."""
+    idxs = index_batches(len(trainer.data.train_images), trainer.images_per_step, warmup + steps)
     last = None
+    t_start = time.perf_counter()
     for idx in idxs[:warmup]:
         last = trainer.train_step(idx)
+        if budget_s and time.perf_counter() - t_start > budget_s:
+            break
     per_step = []
     with OtherLoad() as other:
         t_all = time.perf_counter()
@@ -219,47 +232,38 @@ def time_train_steps(trainer, steps: int, warmup: int) -> dict:
             last = trainer.train_step(idx)
             float(last["loss"])  # materialise (as fit's divergence check does every step)
             per_step.append(time.perf_counter() - t)
+            if budget_s and time.perf_counter() - t_start > budget_s and len(per_step) >= 2:
+                break
         total = time.perf_counter() - t_all
-    views = steps * trainer.run.train.batch_size * trainer.method.n_views
-    return {"seconds": total, "views_per_s": views / total, "median_step_s": statistics.median(per_step),
-            "views_per_s_median": trainer.run.train.batch_size * trainer.method.n_views / statistics.median(per_step),
+    views = len(per_step) * trainer.views_per_step
+    return {"seconds": total, "steps": len(per_step), "views_per_s": views / total,
+            "median_step_s": statistics.median(per_step),
+            "views_per_s_median": trainer.views_per_step / statistics.median(per_step),
             "loss": float(last["loss"]), "load": other.cores}
 
 
 def time_breakdown(trainer, steps: int, warmup: int = 3) -> dict:
-    """train_step cut in phases: view sampling, image gather, view rendering, forward, backward, Adam."""
-    from simvae.augment import apply_views, sample_view_params, to_float
-
-    tc = trainer.run.train
-    idxs = index_batches(len(trainer.data.train_images), tc.batch_size, warmup + steps, seed=1)
-    j = trainer.method.n_views
-    phases = {k: 0.0 for k in ("sample_params", "gather_images", "render_views", "make_batch_total",
-                               "forward", "backward", "optimizer")}
-    for s, idx in enumerate(idxs):
+    """The real step's phases (``Trainer.make_batch / forward / backward / update``), timed one by
+    one, and what is left of a whole ``train_step`` (Python and allocator overhead between them)."""
+    idxs = index_batches(len(trainer.data.train_images), trainer.images_per_step, 2 * (warmup + steps), seed=1)
+    phases = {k: 0.0 for k in ("make_batch", "forward", "backward", "optimizer")}
+    for s, idx in enumerate(idxs[:warmup + steps]):
         t0 = time.perf_counter()
-        params = sample_view_params(len(idx), j, trainer.data.image_shape[1:], trainer.aug_spec, trainer.generator,
-                                    trainer.device)
+        batch = trainer.make_batch(idx)
         t1 = time.perf_counter()
-        images = to_float(trainer.images[idx])
+        terms = trainer.forward(batch)
         t2 = time.perf_counter()
-        apply_views(images, params)
+        trainer.backward(terms)
         t3 = time.perf_counter()
-        batch = trainer.make_batch(idx)  # the real one (draws fresh parameters; same cost as the three above)
+        trainer.update()
         t4 = time.perf_counter()
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if tc.bf16 else nullcontext()
-        with autocast:
-            terms = trainer.model(batch)
-        t5 = time.perf_counter()
-        trainer.optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        t6 = time.perf_counter()
-        trainer.optimizer.step()
-        trainer.method.after_step()
-        t7 = time.perf_counter()
         if s >= warmup:
-            for k, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6)):
+            for k, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 phases[k] += dt
-    return {k: v / steps for k, v in phases.items()}
+    whole = time_train_steps(trainer, steps, warmup)["median_step_s"]
+    out = {k: v / steps for k, v in phases.items()}
+    out["whole_step_median"] = whole
+    return out
 
 
 def time_optimizer_variants(trainer, repeats: int = 20) -> dict:
@@ -377,32 +381,38 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps", type=int, default=60, help="timed training steps per configuration (default 60)")
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps first (default 10)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    ap.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
     ap.add_argument("--views", type=int, default=10, help="J, views per image (default 10)")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference pipeline (default 2)")
     ap.add_argument("--data-dir", default=os.environ.get("SIMVAE_DATA_DIR", DEFAULT_DATA_DIR))
-    ap.add_argument("--no-extras", action="store_true", help="skip the breakdown and the alternatives")
-    ap.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators of the fp32 step")
+    ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                    help="time bf16 autocast too: auto = only where the CPU has native bf16 (default)")
+    ap.add_argument("--bf16-seconds", type=float, default=60.0, help="time box of each bf16 measurement (default 60)")
+    ap.add_argument("--no-reference", action="store_true", help="skip the per-image torchvision pipeline")
+    ap.add_argument("--no-extras", action="store_true", help="skip the breakdown, Adam variants and 1-thread timing")
     ap.add_argument("--busy-threshold", type=float, default=0.25,
                     help="repeat a headline measurement when other processes kept more cores than this busy (default 0.25)")
-    ap.add_argument("--retries", type=int, default=2, help="repeats of a disturbed headline measurement (default 2)")
-    ap.add_argument("--retry-wait", type=float, default=30.0, help="seconds to wait before a repeat (default 30)")
+    ap.add_argument("--retries", type=int, default=1, help="repeats of a disturbed headline measurement (default 1)")
+    ap.add_argument("--retry-wait", type=float, default=20.0, help="seconds to wait before a repeat (default 20)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from simvae.data import load_dataset
+    from simvae.hardware import cpu_has_native_bf16, host_description
 
+    native = cpu_has_native_bf16()
+    print(f"host: {host_description()}")
     print(f"machine: {machine_line()}")
     load_start = load()
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     data = load_dataset("fashion-mnist", data_dir=args.data_dir, download=False)
     print(f"data: Fashion-MNIST {tuple(data.train_images.shape)} uint8 in memory ({data.source})")
-    b, j = args.batch_size, args.views
-    rows = b * j
-
-    res: dict = {}
-    extras: dict = {}
+    j = args.views
+    do_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and native)
+    bf16_note = ("timed" if do_bf16 and native else
+                 f"timed, time-boxed to {args.bf16_seconds:.0f} s: this CPU only emulates bf16" if do_bf16 else
+                 "skipped: this CPU has no native bf16 (AVX-512 BF16 / AMX), where bf16 autocast is emulated and "
+                 "runs many times slower than fp32; --bf16 on times it anyway, time-boxed")
+    print(f"bf16: {bf16_note}")
 
     def quiet(measure, what: str):
         """Run ``measure`` again (up to --retries times, after a pause) while other processes were busy."""
@@ -417,150 +427,67 @@ def main(argv=None) -> dict:
                   f"measuring again ({attempt + 1}/{args.retries})", flush=True)
             time.sleep(args.retry_wait)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        # ---- headline measurements first, close together in time --------------------------
-        trainer = make_trainer(data, Path(tmp) / "fp32", b, j, bf16=False)
-        flops, flops_all = step_flops(trainer.method, rows)
-        print(f"timing simvae fp32 ({args.steps} steps) ...", flush=True)
-
-        def measure_fp32():
-            # this machine's speed drifts (shared host): the fp32 matmul rate is measured right
-            # before and right after the fp32 steps, and the efficiency uses the mean of the two
-            before = matmul_gflops(2048)
-            r = time_train_steps(trainer, args.steps, args.warmup)
-            r["matmul"] = [before, matmul_gflops(2048)]
-            return r
-
-        fp32 = quiet(measure_fp32, "simvae fp32")
-        res["matmul_gflops"] = sum(fp32["matmul"]) / 2
-        res["matmul_gflops_before_after"] = [round(x, 1) for x in fp32["matmul"]]
-        bf16_trainer = make_trainer(data, Path(tmp) / "bf16", b, j, bf16=True)
-        print(f"timing simvae bf16 ({args.steps} steps) ...", flush=True)
-        bf16 = quiet(lambda: time_train_steps(bf16_trainer, args.steps, args.warmup), "simvae bf16")
-        print(f"timing reference pipeline ({args.workers} workers, {args.steps} steps) ...", flush=True)
-        ref = quiet(lambda: time_reference(data, j, b, args.workers, args.steps, max(3, args.warmup // 2)),
-                    "reference pipeline")
-
-        # ---- diagnostics ---------------------------------------------------------------------
-        res["matmul_bf16_gflops"] = matmul_gflops(2048, torch.bfloat16)
-        res["gemm_shapes_gflops"] = max(gemm_shapes_gflops(trainer.method, rows) for _ in range(2))
-        res["gemm_shapes_bf16_gflops"] = gemm_shapes_gflops(trainer.method, rows, torch.bfloat16)
-        if not args.no_extras:
-            print("timing the step's phases, Adam variants, 1 thread ...", flush=True)
-            extras["breakdown_fp32"] = time_breakdown(trainer, max(10, args.steps // 3))
-            extras["breakdown_bf16"] = time_breakdown(bf16_trainer, max(10, args.steps // 3))
-            extras["adam"] = time_optimizer_variants(trainer)
-        if args.profile:
-            from torch.profiler import ProfilerActivity, profile
-
-            idxs = index_batches(len(trainer.data.train_images), b, 5, seed=2)
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                for idx in idxs:
-                    trainer.train_step(idx)
-            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
-        del trainer, bf16_trainer
-
-        if not args.no_extras and torch.get_num_threads() > 1:
-            # one intra-op thread (leaves a core free: what a busy machine gives)
-            n_threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                trainer = make_trainer(data, Path(tmp) / "t1", b, j, bf16=False)
-                extras["fp32_1_thread"] = time_train_steps(trainer, max(10, args.steps // 3), 3)
-                del trainer
-            finally:
-                torch.set_num_threads(n_threads)
-
-        if not args.no_extras:
-            extras["reference_data_only_views_per_s"] = time_reference_data_only(data, j, b, args.workers,
-                                                                                  max(10, args.steps // 3))
-
-    step_gflops = flops / fp32["seconds"] * args.steps / 1e9
-    step_gflops_bf16 = flops / bf16["seconds"] * args.steps / 1e9
-    best = max(fp32["views_per_s"], bf16["views_per_s"])
-    out = {
-        "simvae_views_per_s": round(fp32["views_per_s"], 1),
-        "simvae_bf16_views_per_s": round(bf16["views_per_s"], 1),
-        "reference_views_per_s": round(ref["views_per_s"], 1),
-        "speedup": round(fp32["views_per_s"] / ref["views_per_s"], 3),
-        "speedup_best": round(best / ref["views_per_s"], 3),
-        "step_gflops": round(step_gflops, 2),
-        "step_gflops_bf16": round(step_gflops_bf16, 2),
-        "matmul_gflops": round(res["matmul_gflops"], 2),
-        "matmul_gflops_before_after": res["matmul_gflops_before_after"],
-        "matmul_bf16_gflops": round(res["matmul_bf16_gflops"], 2),
-        "gemm_shapes_gflops": round(res["gemm_shapes_gflops"], 2),
-        "efficiency": round(step_gflops / res["matmul_gflops"], 3),
-        "efficiency_vs_gemm_shapes": round(step_gflops / res["gemm_shapes_gflops"], 3),
-        "efficiency_median_step": round(flops / fp32["median_step_s"] / 1e9 / res["matmul_gflops"], 3),
-        "simvae_views_per_s_median": round(fp32["views_per_s_median"], 1),
-        "simvae_bf16_views_per_s_median": round(bf16["views_per_s_median"], 1),
-        "step_gflop": round(flops / 1e9, 3),
-        "flop_count": "6*n*in*out per Linear, first encoder layer's input gradient excluded",
-        "steps": args.steps, "warmup": args.warmup, "batch_size": b, "n_views": j, "threads": torch.get_num_threads(),
-        "workers": args.workers,
-        # CPU cores kept busy by other processes during each measurement (this machine has os.cpu_count())
-        "other_cores_busy": {"fp32": _r(fp32["load"]), "bf16": _r(bf16["load"]), "reference": _r(ref["load"])},
-        "loadavg_start": round(load_start, 2), "loadavg_end": round(load(), 2), "cpus": os.cpu_count(),
-        "disturbed": [name for name, r in (("fp32", fp32), ("bf16", bf16), ("reference", ref))
-                      if r["load"] is not None and r["load"] > args.busy_threshold],
-        "torch": torch.__version__,
-    }
-
-    # ---- readable table -----------------------------------------------------------------
+    out: dict = {"host": host_description(), "cpu_native_bf16": native, "bf16": bf16_note, "compositions": {}}
     print()
-    print(f"{'configuration':58s} {'views/s':>10s} {'step ms':>9s} {'GFLOP/s':>9s} {'others':>6s}")
-    print("-" * 96)
-
-    def row(name, views_per_s, gflops=None, ld=None):
-        ms = rows / views_per_s * 1e3
-        print(f"{name:58s} {views_per_s:10.0f} {ms:9.1f} {'' if gflops is None else f'{gflops:9.1f}':>9s} "
-              f"{'' if ld is None else f'{ld:6.2f}':>6s}")
-
-    row("(a) simvae Trainer.train_step, fp32", fp32["views_per_s"], step_gflops, fp32["load"])
-    row("(a) simvae Trainer.train_step, bf16 autocast", bf16["views_per_s"], step_gflops_bf16, bf16["load"])
-    if "fp32_1_thread" in extras:
-        r = extras["fp32_1_thread"]
-        row("    same, fp32, 1 intra-op thread", r["views_per_s"], flops / rows * r["views_per_s"] / 1e9, r["load"])
-    row(f"(b) reference: Dataset + torchvision per image, {args.workers} workers", ref["views_per_s"],
-        flops / rows * ref["views_per_s"] / 1e9, ref["load"])
-    if "reference_data_only_views_per_s" in extras:
-        row("    reference DataLoader alone (no training)", extras["reference_data_only_views_per_s"])
-    print("-" * 96)
-    print("others = CPU cores kept busy by other processes during the measurement "
-          f"(of {os.cpu_count()}; this benchmark itself uses all of them)")
-    print(f"(b) reference step waited {ref['waiting_for_data_s'] / ref['seconds']:.0%} of its time for the DataLoader")
-    print(f"(c) torch.mm 2048^2: fp32 {res['matmul_gflops']:.1f} GFLOP/s (mean of {res['matmul_gflops_before_after']} "
-          "measured just before and after the fp32 steps), "
-          f"bf16 {res['matmul_bf16_gflops']:.1f} GFLOP/s; "
-          f"the step's own GEMM shapes alone: fp32 {res['gemm_shapes_gflops']:.1f}, "
-          f"bf16 {res['gemm_shapes_bf16_gflops']:.1f} GFLOP/s")
-    print(f"    step = {flops / 1e9:.2f} GFLOP ({flops_all / 1e9:.2f} with the first layer's input gradient) on {rows} views;"
-          f" efficiency fp32 = {out['efficiency']:.2f} of torch.mm ({out['efficiency_median_step']:.2f} from the median step),"
-          f" {out['efficiency_vs_gemm_shapes']:.2f} of its own GEMMs")
-    print(f"    speedup fp32 / reference = {out['speedup']:.2f}x, best precision / reference = {out['speedup_best']:.2f}x")
-    for name in ("breakdown_fp32", "breakdown_bf16"):
-        if name in extras:
-            bd = extras[name]
-            step = bd["make_batch_total"] + bd["forward"] + bd["backward"] + bd["optimizer"]
-            parts = ", ".join(f"{k} {bd[k] * 1e3:.1f} ms ({bd[k] / step:.0%})"
-                              for k in ("make_batch_total", "forward", "backward", "optimizer"))
-            print(f"    {name}: step {step * 1e3:.1f} ms = {parts}; make_batch = sample_params "
-                  f"{bd['sample_params'] * 1e3:.1f} + gather {bd['gather_images'] * 1e3:.1f} + "
-                  f"render {bd['render_views'] * 1e3:.1f} ms")
-    if "adam" in extras:
-        print("    Adam step: " + ", ".join(f"{k} {v * 1e3:.1f} ms" if isinstance(v, float) else f"{k} {v}"
-                                           for k, v in extras["adam"].items()))
-    if not args.no_extras:
-        out["breakdown_fp32_ms"] = {k: round(v * 1e3, 2) for k, v in extras["breakdown_fp32"].items()}
-        out["breakdown_bf16_ms"] = {k: round(v * 1e3, 2) for k, v in extras["breakdown_bf16"].items()}
-        out["adam_step_ms"] = {k: (round(v * 1e3, 2) if isinstance(v, float) else v) for k, v in extras["adam"].items()}
-        if "fp32_1_thread" in extras:
-            out["simvae_1_thread_views_per_s"] = round(extras["fp32_1_thread"]["views_per_s"], 1)
-        out["reference_data_only_views_per_s"] = round(extras["reference_data_only_views_per_s"], 1)
-    targets = out["efficiency"] >= 0.7 and out["speedup_best"] >= 3
-    print(f"targets (efficiency >= 0.7, speedup_best >= 3): {'met' if targets else 'NOT met'}")
-    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'configuration':52s} {'views/s':>9s} {'step ms':>9s} {'GFLOP/s':>9s} {'others':>6s}")
+    print("-" * 90)
+    with tempfile.TemporaryDirectory() as tmp:
+        mm = matmul_gflops(2048)
+        out["matmul_gflops"] = round(mm, 2)
+        for name, size in COMPOSITIONS.items():
+            trainer = make_trainer(data, Path(tmp) / name, size, j, "fp32")
+            rows = trainer.views_per_step
+            flops, _ = step_flops(trainer.method, rows)
+            fp32 = quiet(lambda: time_train_steps(trainer, args.steps, args.warmup), f"{name} fp32")
+            gf = flops / fp32["median_step_s"] / 1e9
+            comp = {"images_per_step": trainer.images_per_step, "views_per_step": rows,
+                    "fp32_views_per_s": round(fp32["views_per_s"], 1),
+                    "fp32_step_ms_median": round(fp32["median_step_s"] * 1e3, 2),
+                    "step_gflop": round(flops / 1e9, 3), "step_gflops": round(gf, 2),
+                    "efficiency": round(gf / mm, 3), "other_cores_busy": _r(fp32["load"])}
+            print(f"{name + f' ({trainer.images_per_step} x {j}), fp32':52s} {fp32['views_per_s']:9.0f} "
+                  f"{fp32['median_step_s'] * 1e3:9.1f} {gf:9.1f} {fp32['load'] or 0:6.2f}", flush=True)
+            if not args.no_extras:
+                bd = time_breakdown(trainer, max(10, args.steps // 3))
+                parts = bd["make_batch"] + bd["forward"] + bd["backward"] + bd["optimizer"]
+                bd["overhead"] = max(0.0, bd["whole_step_median"] - parts)
+                comp["breakdown_ms"] = {k: round(v * 1e3, 2) for k, v in bd.items()}
+                print("    where the time goes: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in bd.items()
+                                                             if k != "whole_step_median"), flush=True)
+                if torch.get_num_threads() > 1:
+                    n_threads = torch.get_num_threads()
+                    torch.set_num_threads(1)
+                    try:
+                        t1 = make_trainer(data, Path(tmp) / f"{name}-t1", size, j, "fp32")
+                        r1 = time_train_steps(t1, max(10, args.steps // 3), 3)
+                        comp["fp32_1_thread_views_per_s"] = round(r1["views_per_s"], 1)
+                        print(f"{'    same, 1 intra-op thread':52s} {r1['views_per_s']:9.0f} "
+                              f"{r1['median_step_s'] * 1e3:9.1f}", flush=True)
+                        del t1
+                    finally:
+                        torch.set_num_threads(n_threads)
+            if do_bf16:
+                tb = make_trainer(data, Path(tmp) / f"{name}-bf16", size, j, "bf16")
+                rb = time_train_steps(tb, args.steps, min(args.warmup, 3), budget_s=None if native else args.bf16_seconds)
+                comp["bf16_views_per_s"] = round(rb["views_per_s"], 1)
+                comp["bf16_steps_timed"] = rb["steps"]
+                print(f"{name + ', bf16 autocast':52s} {rb['views_per_s']:9.0f} {rb['median_step_s'] * 1e3:9.1f}",
+                      flush=True)
+                del tb
+            out["compositions"][name] = comp
+            if name == "images128" and not args.no_extras:
+                out["adam_step_ms"] = {k: (round(v * 1e3, 2) if isinstance(v, float) else v)
+                                       for k, v in time_optimizer_variants(trainer).items()}
+            del trainer
+        if not args.no_reference:
+            ref = quiet(lambda: time_reference(data, j, 128, args.workers, args.steps, max(3, args.warmup // 2)),
+                        "reference pipeline")
+            out["reference_views_per_s"] = round(ref["views_per_s"], 1)
+            out["speedup_images128"] = round(out["compositions"]["images128"]["fp32_views_per_s"] / ref["views_per_s"], 3)
+            print(f"{'reference: Dataset + torchvision per image, 128 x 10':52s} {ref['views_per_s']:9.0f}", flush=True)
+    print("-" * 90)
+    out.update({"steps": args.steps, "warmup": args.warmup, "threads": torch.get_num_threads(),
+                "loadavg_start": round(load_start, 2), "loadavg_end": round(load(), 2), "torch": torch.__version__})
     print(json.dumps(out))
     return out
 

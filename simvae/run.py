@@ -11,9 +11,10 @@ import torch
 from .augment import to_float
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, load_model_state
 from .data import ImageData, load_dataset
-from .methods import Method, build_method
-from .run_config import RunConfig
-from .train import load_run_config, model_spec, resolve_device
+from .methods import Method, ModelSpec, build_method
+from .nets import build_decoder
+from .hardware import resolve_device
+from .run_config import RunConfig, load_run_config, model_spec
 
 DECODER_NAME = "decoder.pt"
 
@@ -25,6 +26,16 @@ class Run:
     method: Method
     device: torch.device
     _data: ImageData | None = field(default=None, repr=False)
+    state: dict = field(default_factory=dict)  # the checkpoint's epoch/step (model_epoch, ..., finished)
+
+    def describe_state(self) -> str:
+        """'epoch 1 + 2 steps (step 12) of 6 epochs, unfinished' or '6 epochs (step 2814), finished'."""
+        s = self.state
+        if not s:
+            return "unknown state"
+        where = f"epoch {s['model_epoch']}" + (f" + {s['model_epoch_step']} steps" if s["model_epoch_step"] else "")
+        return (f"{where} (step {s['model_step']}) of {s['epochs_planned']} epochs, "
+                + ("finished" if s["finished"] else "unfinished"))
 
     @property
     def data(self) -> ImageData:
@@ -61,6 +72,30 @@ class Run:
         return json.loads(p.read_text()) if p.is_file() else {}
 
 
+def save_decoder(decoder: torch.nn.Module, path: str | Path) -> None:
+    """A post-hoc decoder's weights (plain tensors) and how it was fitted (validation MSE, epochs),
+    written atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"state": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
+                "val_mse": float(getattr(decoder, "val_mse", float("nan"))), "epochs": int(getattr(decoder, "epochs", 0)),
+                "max_epochs": int(getattr(decoder, "max_epochs", 0))}, tmp)
+    tmp.replace(path)
+
+
+def load_decoder(path: str | Path, spec: ModelSpec, device="cpu") -> torch.nn.Module:
+    """A decoder of ``spec``'s architecture with the weights saved at ``path`` (eval mode); its
+    ``val_mse``, ``epochs`` and ``max_epochs`` attributes say how it was fitted (NaN/0 if unknown)."""
+    saved = torch.load(Path(path), map_location=device, weights_only=True)
+    state = saved["state"] if "state" in saved else saved  # files of simvae 0.1 hold the state dict alone
+    decoder = build_decoder(spec.network, spec.image_shape, spec.latent_dim).to(device)
+    decoder.load_state_dict(state)
+    decoder.val_mse = float(saved.get("val_mse", float("nan")))  # type: ignore[attr-defined]
+    decoder.epochs = int(saved.get("epochs", 0))  # type: ignore[attr-defined]
+    decoder.max_epochs = int(saved.get("max_epochs", 0))  # type: ignore[attr-defined]
+    return decoder.eval()
+
+
 def load_run(path: str | Path, device: str = "auto", data: ImageData | None = None) -> Run:
     """Load a run folder written by ``simvae train`` (weights loaded with weights_only=True)."""
     path = Path(path)
@@ -73,4 +108,12 @@ def load_run(path: str | Path, device: str = "auto", data: ImageData | None = No
     method = build_method(cfg.train.method, model_spec(cfg, data.image_shape), cfg.to_dict()["method"])
     load_model_state(method, ckpt["model"], cfg.train.method, ckpt.get("method"), path / CHECKPOINT_NAME)
     method.to(dev).eval()
-    return Run(path, cfg, method, dev, data)
+    epoch, epoch_step = int(ckpt.get("epoch", 0)), int(ckpt.get("epoch_step", 0))
+    state = {"model_epoch": epoch, "model_epoch_step": epoch_step, "model_step": int(ckpt.get("step", 0)),
+             "epochs_planned": cfg.train.epochs, "finished": epoch >= cfg.train.epochs and epoch_step == 0}
+    run = Run(path, cfg, method, dev, data, state=state)
+    decoder = path / DECODER_NAME
+    ckpt_path = path / CHECKPOINT_NAME
+    if not method.generative and decoder.is_file() and decoder.stat().st_mtime >= ckpt_path.stat().st_mtime:
+        method.attach_decoder(load_decoder(decoder, method.spec, dev))  # fitted by an earlier evaluation
+    return run

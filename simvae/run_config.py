@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from .config import parse_config, require, suggest
 from .data.datasets import DATASETS
@@ -23,7 +23,11 @@ class TrainConfig:
     dataset: str = field(default="fashion-mnist", metadata={"help": "data set: " + ", ".join(DATASETS)})
     method: str = field(default="simvae", metadata={"help": "method to train (see `simvae methods`)"})
     epochs: int = field(default=2, metadata={"help": "training epochs (the paper trains 400; 2 is the quick demo)"})
-    batch_size: int = field(default=128, metadata={"help": "images per step (each with its J views), across all processes"})
+    views_per_step: int | None = field(default=None, metadata={
+        "help": "samples per optimiser step, counted in views, across all processes (paper A.7.4: 128 for every method "
+                "and every J); images per step = this // views per image (at least 1). Default 128 unless --batch-size is given"})
+    batch_size: int | None = field(default=None, metadata={
+        "help": "images per step (each with its J views), across all processes: the alternative to --views-per-step"})
     lr: float | None = field(default=None, metadata={"help": "Adam learning rate (default: the method's paper value, 8e-5; VICReg 1e-4)"})
     latent_dim: int | None = field(default=None, metadata={"help": "latent/representation size (default: 10 for MNIST/Fashion)"})
     seed: int = field(default=0, metadata={"help": "seed for initialisation, shuffling, augmentation and sampling"})
@@ -32,7 +36,10 @@ class TrainConfig:
     binarize: bool | None = field(default=None, metadata={"help": "binarise images at 0.5 (default: on for MNIST, off otherwise)"})
     download: bool = field(default=True, metadata={"help": "download the data set with torchvision if not found"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
-    bf16: bool = field(default=False, metadata={"help": "bf16 autocast for the networks (measured 2.6-2.9x faster on CPUs with AMX, 2x with AVX-512 bf16; and on GPUs)"})
+    precision: Literal["auto", "fp32", "bf16"] = field(default="auto", metadata={
+        "help": "auto: bf16 autocast on CUDA GPUs that support it and on CPUs with native bf16 (AVX-512 BF16 or AMX), "
+                "fp32 elsewhere; bf16 where the CPU only emulates it runs many times slower (a warning says so)"})
+    bf16: bool | None = field(default=None, metadata={"help": "deprecated: use --precision bf16 / fp32"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the method"})
     checkpoint_every: int = field(default=1, metadata={"help": "write a checkpoint every N epochs"})
     checkpoint_every_steps: int = field(default=0, metadata={"help": "also every N steps (0: off)"})
@@ -46,7 +53,11 @@ class TrainConfig:
 
         require(self.method in METHODS, f"unknown method '{self.method}'{suggest(self.method, METHODS)}; choose from {', '.join(sorted(METHODS))}")
         require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        require(self.batch_size is None or self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        require(self.views_per_step is None or self.views_per_step >= 1, f"views_per_step must be >= 1, got {self.views_per_step}")
+        require(self.views_per_step is None or self.batch_size is None,
+                f"give either views_per_step ({self.views_per_step}) or batch_size ({self.batch_size} images), not both: "
+                "views per step is the paper's unit (128), batch size the per-image alternative")
         require(self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}")
         require(self.latent_dim is None or self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
         require(self.train_subset is None or self.train_subset >= 1, f"train_subset must be >= 1, got {self.train_subset}")
@@ -60,13 +71,19 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    max_train_images: int | None = field(default=None, metadata={
+        "help": "evaluate with the first N training images (default: all); the test set is always whole"})
     val_size: int = field(default=10000, metadata={"help": "training images held out to choose k and stop the probes"})
     knn_max_k: int = field(default=15, metadata={"help": "k-NN tries k = 1..this"})
     probe_lr: float = field(default=3e-4, metadata={"help": "Adam learning rate of the probes"})
     probe_batch_size: int = field(default=128, metadata={"help": "batch size of the probes"})
     probe_max_epochs: int = field(default=200, metadata={"help": "most epochs of probe training"})
     probe_patience: int = field(default=10, metadata={"help": "stop a probe after this many epochs without a better validation loss"})
-    probe_hidden: int = field(default=512, metadata={"help": "hidden width of the MLP probe"})
+    probe_hidden: int | None = field(default=None, metadata={
+        "help": "hidden width of the MLP probe (default: the representation size, as the paper's code: 10 or 64)"})
+    paper_probes: bool = field(default=False, metadata={
+        "help": "also train the probes by the paper's protocol (probe_max_epochs fixed epochs on the whole training "
+                "set, scored once on test), reported under *_acc_paper_protocol keys"})
     gmm_restarts: int = field(default=10, metadata={"help": "GMM initialisations (the paper uses 200)"})
     gmm_max_iter: int = field(default=200, metadata={"help": "EM iterations per GMM initialisation"})
     decoder_max_epochs: int = field(default=80, metadata={"help": "most epochs of the post-hoc decoder (discriminative methods)"})
@@ -76,13 +93,14 @@ class EvalConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
 
     def validate(self) -> None:
+        require(self.max_train_images is None or self.max_train_images >= 10, f"max_train_images must be >= 10, got {self.max_train_images}")
         require(self.val_size >= 1, f"val_size must be >= 1, got {self.val_size}")
         require(self.knn_max_k >= 1, f"knn_max_k must be >= 1, got {self.knn_max_k}")
         require(self.probe_lr > 0, f"probe_lr must be > 0, got {self.probe_lr}")
         require(self.probe_batch_size >= 1, f"probe_batch_size must be >= 1, got {self.probe_batch_size}")
         require(self.probe_max_epochs >= 1, f"probe_max_epochs must be >= 1, got {self.probe_max_epochs}")
         require(self.probe_patience >= 1, f"probe_patience must be >= 1, got {self.probe_patience}")
-        require(self.probe_hidden >= 1, f"probe_hidden must be >= 1, got {self.probe_hidden}")
+        require(self.probe_hidden is None or self.probe_hidden >= 1, f"probe_hidden must be >= 1, got {self.probe_hidden}")
         require(self.gmm_restarts >= 1, f"gmm_restarts must be >= 1, got {self.gmm_restarts}")
         require(self.gmm_max_iter >= 1, f"gmm_max_iter must be >= 1, got {self.gmm_max_iter}")
         require(self.decoder_max_epochs >= 1, f"decoder_max_epochs must be >= 1, got {self.decoder_max_epochs}")
@@ -107,6 +125,24 @@ class RunConfig:
 
 
 SECTIONS = ("train", "method", "eval")
+DEFAULT_VIEWS_PER_STEP = 128  # paper A.7.4 / Fig. 8: "batch size of 128 for all reported methods and number of augmentations"
+
+
+def step_size(run: RunConfig) -> tuple[int, int]:
+    """(images per step, views per step) of ``run``, global across processes.
+
+    With ``views_per_step`` V (the paper's unit) a step holds V // v images, at least 1, where
+    v is the method's views per image (SimVAE J = 10: 12 images x 10 views; the pair methods and
+    CR-VAE 2: 64 x 2; VAE 1: 128). With ``batch_size`` B it holds B images x v views.
+    """
+    from .methods import METHODS
+
+    per_image = METHODS[run.train.method].views_per_image(run.method)
+    if run.train.batch_size is not None:
+        images = run.train.batch_size
+    else:
+        images = max(1, (run.train.views_per_step or DEFAULT_VIEWS_PER_STEP) // per_image)
+    return images, images * per_image
 
 
 def build_run_config(values: Mapping[str, Any], where: str = "config") -> RunConfig:
@@ -119,6 +155,10 @@ def build_run_config(values: Mapping[str, Any], where: str = "config") -> RunCon
         if key not in SECTIONS:
             raise ConfigError(f"unknown section {key!r} in {where}{suggest(key, SECTIONS)}; valid sections: {', '.join(SECTIONS)}")
     train = parse_config(TrainConfig, values.get("train", {}), where=f"{where} section 'train'")
+    if train.bf16 is not None:  # the old spelling: bf16 true/false -> precision bf16/fp32
+        train = dataclasses.replace(train, precision="bf16" if train.bf16 else "fp32", bf16=None)
+    if train.views_per_step is None and train.batch_size is None:  # the paper's unit, made explicit in config.json
+        train = dataclasses.replace(train, views_per_step=DEFAULT_VIEWS_PER_STEP)
     method = method_config(train.method, values.get("method", {}))
     if train.lr is None:  # resolve to the method's default on this dataset so the saved config is complete
         from .methods import METHODS
@@ -126,6 +166,31 @@ def build_run_config(values: Mapping[str, Any], where: str = "config") -> RunCon
         train = dataclasses.replace(train, lr=METHODS[train.method].lr_for(train.dataset))
     ev = parse_config(EvalConfig, values.get("eval", {}), where=f"{where} section 'eval'")
     return RunConfig(train, method, ev)
+
+
+def model_spec(run: RunConfig, data_shape) -> "ModelSpec":
+    """The networks' shape for ``run`` on data of ``data_shape`` [C, H, W]."""
+    from .methods import ModelSpec
+
+    from .presets import preset
+
+    p = preset(run.train.dataset)
+    return ModelSpec(tuple(data_shape), run.train.latent_dim or p.latent_dim, p.network)
+
+
+def load_run_config(out: str | Path) -> RunConfig:
+    """The config of run folder ``out`` (strictly parsed). Raises RunDirError when the folder
+    holds no config.json or a damaged one."""
+    from .errors import RunDirError
+
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise RunDirError(f"{out} is not a run folder (no config.json)")
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{path} is not valid JSON ({e.msg}); the run folder is damaged") from None
+    return build_run_config(values, where=str(path))
 
 
 def load_config_file(path: str | Path) -> dict:

@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+
+# One intra-op thread per test process (set before torch is imported): tiny tensors gain nothing
+# from more, and two processes of two threads each on 2 cores run some tests 10x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -224,3 +229,9 @@ def single_thread():
 
     torch.set_num_threads(1)
     yield
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

@@ -19,8 +19,14 @@ import torch
 N_IMAGES, BATCH, SIDE = 32, 8, 8
 METHOD_OPTIONS = {
     "simvae": {"n_views": 3},   # groups of J views, never split across processes
+    "vae": {},
+    "beta-vae": {},
+    "cr-vae": {},               # noise consumed in the order drawn
     "simclr": {"n_views": 3},   # J > 2: every other view of the same image is a positive
+    "moco": {"moco_queue_size": 16},    # keys gathered from every process into the queue
+    "mocov2": {"moco_queue_size": 16},
     "vicreg": {"n_views": 2},   # BatchNorm in the expander, batch statistics in the loss
+    "random": {},
 }
 
 
@@ -57,6 +63,27 @@ def one_step(method: str, out_dir: Path) -> dict:
     }
 
 
+def one_epoch(method: str, out_dir: Path) -> list[dict]:
+    """A whole epoch (4 steps) through ``Trainer.fit``: the records it logged to metrics.jsonl
+    and steps.jsonl (main process only; [] elsewhere)."""
+    import json
+
+    from simvae.run_config import build_run_config
+    from simvae.train import Trainer
+
+    run = build_run_config({"train": {"method": method, "batch_size": BATCH, "epochs": 1, "device": "cpu",
+                                      "seed": 0, "train_subset": N_IMAGES, "lr": 1e-3},
+                            "method": METHOD_OPTIONS[method]})
+    folder = out_dir / f"{method}-fit"
+    folder.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(run, folder, data=tiny_data(), progress=False)
+    trainer.fit()
+    if not trainer.dist.main:
+        return []
+    read = lambda name: [json.loads(line) for line in (folder / name).read_text().splitlines() if line.strip()]
+    return read("metrics.jsonl") + read("steps.jsonl")
+
+
 def main(argv: list[str]) -> None:
     out_dir = Path(argv[0])
     methods = argv[1:]
@@ -72,6 +99,7 @@ def main(argv: list[str]) -> None:
             result["rank_terms"] = all_terms
         else:
             result["rank_terms"] = [result["terms"]]
+        result["logged"] = one_epoch(method, out_dir)
         if result["rank"] == 0:
             torch.save(result, out_dir / f"{method}.pt")
     if dist.is_available() and dist.is_initialized():

@@ -8,7 +8,7 @@ from torchvision.transforms import functional as TF
 
 from simvae.augment import JitterParams, apply_views, colour_jitter, sample_jitter, sample_view_params
 from simvae.augment.colour import OPS, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, hsv_to_rgb, rgb_to_hsv
-from simvae.data.datasets import AugmentSpec
+from simvae.augment import AugmentSpec
 
 TV = {"brightness": TF.adjust_brightness, "contrast": TF.adjust_contrast, "saturation": TF.adjust_saturation,
       "hue": TF.adjust_hue}

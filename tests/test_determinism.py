@@ -106,10 +106,10 @@ def test_evaluate_run_twice_identical(tiny_data, tmp_path, single_thread):
     out = tmp_path / "run"
     _train(tiny_data, out, "simvae", seed=0)
     _scramble_global_rngs(7)
-    first = evaluate_run(out, report=False, quiet=True)
+    first = evaluate_run(out, quiet=True)
     saved = json.loads((out / "metrics.json").read_text())
     _scramble_global_rngs(8)
-    second = evaluate_run(out, report=False, quiet=True)
+    second = evaluate_run(out, quiet=True)
     for m in (first, second, saved):
         m.pop("eval_seconds")
     assert first == second == saved

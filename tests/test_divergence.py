@@ -61,7 +61,8 @@ def test_cli_run_diverging_stops_with_one_line_and_keeps_the_checkpoint(tiny_dat
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["step"] == step - 1, "the checkpoint is that of the step before the divergence"
     assert _finite_model(ckpt)
-    assert not (out / "train_summary.json").exists()
+    summary = json.loads((out / "train_summary.json").read_text())  # the state of the kept checkpoint
+    assert summary["finished"] is False and summary["steps"] == step - 1
 
 
 @pytest.mark.parametrize("term", ["loss", "log_prior"])

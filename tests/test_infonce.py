@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simvae.objectives.distributed import gather_no_grad, gather_with_grad
+from simvae.dist import gather_no_grad, gather_with_grad
 from simvae.objectives.infonce import moco_infonce_loss, nt_xent_loss, positive_mask
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from simvae.errors import ConfigError
-from simvae.evaluate.decoder_fit import fit_decoder, load_decoder, save_decoder
+from simvae.evaluate.decoder_fit import fit_decoder
+from simvae.run import load_decoder, save_decoder
 from simvae.methods import METHODS, Batch, ModelSpec, build_method
 
 SPEC = ModelSpec((1, 8, 8), 4)

@@ -310,7 +310,7 @@ ARGV = (st.sampled_from(sorted(SUB_OPTIONS)).flatmap(_well_formed)
 @pytest.fixture
 def no_work(monkeypatch, tmp_path):
     """Replace the three entry points that do work, and run from an empty folder, so junk cannot train."""
-    import simvae.evaluate
+    import simvae.pipeline
     import simvae.report.compare
     import simvae.train
 
@@ -318,7 +318,7 @@ def no_work(monkeypatch, tmp_path):
         raise ReachedWork()
 
     monkeypatch.setattr(simvae.train, "train", stub)
-    monkeypatch.setattr(simvae.evaluate, "evaluate_run", stub)
+    monkeypatch.setattr(simvae.pipeline, "evaluate_and_report", stub)
     monkeypatch.setattr(simvae.report.compare, "compare_runs", stub)
     monkeypatch.setenv("SIMVAE_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)

@@ -25,7 +25,8 @@ import torch
 
 from conftest import TINY_EVAL_ARGS, cli_env, run_cli, run_cli_forked, simvae_cmd, tiny_train_args, tiny_train_config
 
-pytestmark = pytest.mark.usefixtures("float32")  # whatever the default dtype other test modules left
+pytestmark = [pytest.mark.usefixtures("float32"),  # whatever the default dtype other test modules left
+              pytest.mark.slow]  # starts processes: its own CI step
 
 STEPS_PER_EPOCH = 8
 EPOCHS = 5
@@ -107,7 +108,7 @@ def killed_and_resumed(tiny_data, tmp_path_factory):
         ["evaluate", str(run), "--quiet", *TINY_EVAL_ARGS],
         ["train", "--resume", str(no_ckpt), "--no-eval", "--quiet"],
         ["train", "--resume", str(empty), "--no-eval", "--quiet"],
-        ["train", "--resume", str(run2), "--epochs", "3", "--no-eval"],
+        ["train", "--resume", str(run2), "--lr", "3e-4", "--no-eval"],
     ], cwd=base)
     return {"run": run, "run2": run2, "at_kill": at_kill, "lines_at_kill": lines_at_kill, "resumed": resumed,
             "evaluate": after[0], "errors": after[1:], "no_ckpt": no_ckpt, "empty": empty}
@@ -190,7 +191,7 @@ def test_evaluate_after_resume(killed_and_resumed):
 def test_resume_error_cases(killed_and_resumed):
     no_ckpt, empty = killed_and_resumed["no_ckpt"], killed_and_resumed["empty"]
     expected = [(str(no_ckpt), "no checkpoint"), (str(empty), "no config.json"),
-                ("--epochs", "--resume takes the run's own config")]
+                ("--lr", "--resume takes the run's own config")]
     for r, (where, what) in zip(killed_and_resumed["errors"], expected):
         assert r.returncode != 0, r
         assert len(r.stderr_lines) == 1, r.stderr

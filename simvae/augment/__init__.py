@@ -4,8 +4,9 @@ geometry.py: RandomResizedCrop + RandomVerticalFlip as two interpolation-matrix 
 colour.py:   RandomApply(ColorJitter) for colour data sets.
 """
 
+from .spec import COLOUR_AUGMENT, GREY_AUGMENT, AugmentSpec
 from .colour import JitterParams, colour_jitter, sample_jitter
 from .geometry import ViewParams, apply_views, augment, resize_matrices, sample_crop_boxes, sample_view_params, to_float
 
-__all__ = ["ViewParams", "JitterParams", "apply_views", "augment", "colour_jitter", "resize_matrices",
+__all__ = ["AugmentSpec", "GREY_AUGMENT", "COLOUR_AUGMENT", "ViewParams", "JitterParams", "apply_views", "augment", "colour_jitter", "resize_matrices",
            "sample_crop_boxes", "sample_jitter", "sample_view_params", "to_float"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.datasets import AugmentSpec
+from .spec import AugmentSpec
 from .colour import JitterParams, colour_jitter, sample_jitter
 
 ATTEMPTS = 10  # torchvision tries 10 random boxes before falling back to a centre crop
@@ -105,18 +105,21 @@ def resize_matrices(start: torch.Tensor, length: torch.Tensor, size: int, revers
 
     Returns R [n, size_out, size_in] with, for output o (taken from the far end when ``reverse``),
 
-        p_o = start + (o + 1/2) * length / size - 1/2,   clamped to [0, size - 1]
+        p_o = start + (o + 1/2) * length / size - 1/2,   clamped to [start, start + length - 1]
         R[o, floor p_o] = 1 - frac(p_o),   R[o, floor p_o + 1] = frac(p_o)
 
-    which is ``grid_sample(mode="bilinear", padding_mode="border", align_corners=False)``
-    along one axis: crop + resize is separable, so a view is R_y @ image @ R_x^T.
+    which is cropping the interval, then ``interpolate(mode="bilinear", align_corners=False)``
+    along one axis (torchvision's ``resized_crop`` without antialiasing): crop + resize is
+    separable, so a view is R_y @ image @ R_x^T.
     """
     n, device = start.shape[0], start.device
     o = torch.arange(size, device=device, dtype=dtype).expand(n, size)
     if reverse is not None:
         o = torch.where(reverse[:, None], size - 1 - o, o)
-    p = start.to(dtype)[:, None] + (o + 0.5) * (length.to(dtype)[:, None] / size) - 0.5
-    p = p.clamp(0, size - 1)
+    lo = start.to(dtype)[:, None]
+    p = lo + (o + 0.5) * (length.to(dtype)[:, None] / size) - 0.5
+    # clamped at the crop box's edge (as resizing the cropped image does), not the image's
+    p = torch.minimum(torch.maximum(p, lo), lo + length.to(dtype)[:, None] - 1)
     i0 = p.floor()
     frac = p - i0
     i0 = i0.long()

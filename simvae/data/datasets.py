@@ -7,6 +7,7 @@ shuffles indices rather than copying images.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,10 @@ from typing import Callable
 
 import torch
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+from .checks import check_labels
 from .idx import read_idx_pair
+from .targets import Target
 
 DATA_DIR_ENV = "SIMVAE_DATA_DIR"
 OFFLINE_ENV = "SIMVAE_OFFLINE"
@@ -27,18 +30,6 @@ IDX_FILES = {
 }
 
 
-@dataclass(frozen=True)
-class AugmentSpec:
-    """Per-data-set augmentation (paper Table 2)."""
-
-    crop_scale: tuple[float, float] = (0.4, 1.0)
-    crop_ratio: tuple[float, float] = (0.75, 1.3)
-    vflip_p: float = 0.5
-    jitter_strength: float = 0.0  # brightness, contrast, saturation
-    jitter_hue: float = 0.0
-    jitter_p: float = 0.0
-
-
 @dataclass
 class ImageData:
     name: str
@@ -48,27 +39,36 @@ class ImageData:
     test_labels: torch.Tensor
     classes: list[str]
     source: str = ""
+    binarized: bool = False  # images thresholded at 0.5 (MNIST): training views are thresholded too
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
 
     def subset_train(self, n: int | None) -> "ImageData":
-        """The first ``n`` training images (for quick runs)."""
-        if n is None or n >= len(self.train_images):
+        """The first ``n`` training images and their labels (for quick runs); all of them for None.
+
+        Raises ConfigError when ``n`` is below 1 or larger than the training set (which would
+        otherwise silently train on all of it)."""
+        if n is None or n == len(self.train_images):
             return self
-        return ImageData(self.name, self.train_images[:n], self.train_labels[:n], self.test_images,
-                         self.test_labels, self.classes, self.source)
+        if n < 1 or n > len(self.train_images):
+            what = "must be at least 1" if n < 1 else f"is larger than the training set ({len(self.train_images)} images)"
+            raise ConfigError(f"train_subset {n} {what}; drop --train-subset or lower it")
+        return dataclasses.replace(self, train_images=self.train_images[:n], train_labels=self.train_labels[:n])
+
+    def targets(self) -> list[Target]:
+        """The evaluation targets: the class labels, as the content target ``class``."""
+        return [Target("class", self.train_labels, self.test_labels, len(self.classes), "content", list(self.classes))]
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """What a data set is: its image shape, classes, loader and how to get its files."""
+
     name: str
     image_shape: tuple[int, int, int]
     classes: tuple[str, ...]
-    augment: AugmentSpec
-    default_latent_dim: int
-    network: str  # "mlp" or "conv"
     loader: Callable[..., ImageData] = field(repr=False, compare=False)
     how_to_get: str = ""
 
@@ -87,9 +87,14 @@ def _candidate_dirs(name: str, data_dir: str | Path | None, extra: list[Path]) -
     return dirs + extra
 
 
+def _missing_files(d: Path) -> list[str]:
+    """The IDX file stems that folder ``d`` lacks (neither raw nor .gz), in IDX_FILES order."""
+    return [stem for stem in IDX_FILES.values() if _idx_path(d, stem) is None]
+
+
 def _find_idx_dir(dirs: list[Path]) -> Path | None:
     for d in dirs:
-        if all(_idx_path(d, stem) is not None for stem in IDX_FILES.values()):
+        if not _missing_files(d):
             return d
     return None
 
@@ -118,33 +123,64 @@ def _download_idx(name: str) -> Path | None:
         return None
 
 
+def _not_found(name: str, dirs: list[Path], explicit: bool, note: str, how_to_get: str) -> DataError:
+    """The error for a data set whose files are in none of ``dirs``: it names the files missing
+    from the folder closest to complete (the first such, on a tie) and every folder looked in."""
+    missing = {d: _missing_files(d) for d in dirs}
+    closest = min(dirs, key=lambda d: len(missing[d])) if dirs else None
+    files = ", ".join(f"{s}[.gz]" for s in (missing[closest] if closest else IDX_FILES.values()))
+    others = [str(d) for d in dirs if d != closest]
+    also = f"; also looked in {', '.join(others)}" if others else ""
+    if explicit:
+        where = f" in {closest}: missing {files}"
+    elif closest is not None and len(missing[closest]) < len(IDX_FILES):
+        where = f": the most complete folder, {closest}, lacks {files}"
+    else:
+        where, also = f": looked for {files} in {', '.join(map(str, dirs)) or '(no folders)'}", ""
+    return DataError(f"{name} not found{where} ({note}){also}; {how_to_get}")
+
+
 def _load_idx_dataset(name: str, classes: tuple[str, ...], system_dirs: list[Path], how_to_get: str,
                       data_dir=None, binarize: bool = False, download: bool = True) -> ImageData:
-    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+    """Load an MNIST-layout data set: its four IDX files, every one checked before it is used.
+
+    An explicit ``data_dir`` is the only place looked (DATA_DIR itself, DATA_DIR/NAME, DATA_DIR/NAME/raw),
+    never downloaded into and never left for another copy; otherwise $SIMVAE_DATA_DIR, the system folders,
+    then a torchvision download when ``download``. Raises DataError for a missing folder, missing files
+    (named), a damaged file, counts that differ, or labels outside the data set's classes."""
+    explicit = bool(data_dir)
+    if explicit and not Path(data_dir).expanduser().is_dir():
         # A mistyped folder must not silently fall through to another copy of the data.
         raise DataError(f"data folder {data_dir} does not exist or is not a folder (from --data-dir)")
     dirs = _candidate_dirs(name, data_dir, system_dirs)
     found = _find_idx_dir(dirs)
-    if found is None and download:
-        found = _download_idx(name)
-        if found is not None and _find_idx_dir([found]) is None:
-            found = None
     if found is None:
-        looked = ", ".join(str(d) for d in dirs) or "(no folders)"
-        missing = ", ".join(f"{s}[.gz]" for s in IDX_FILES.values())
-        raise DataError(
-            f"{name} not found: looked for {missing} in {looked}"
-            f"{'' if download else ' (download disabled)'}; {how_to_get}"
-        )
-    train_x, train_y = read_idx_pair(_idx_path(found, IDX_FILES["train_images"]), _idx_path(found, IDX_FILES["train_labels"]))
-    test_x, test_y = read_idx_pair(_idx_path(found, IDX_FILES["test_images"]), _idx_path(found, IDX_FILES["test_labels"]))
+        if not download:
+            note = "download disabled"
+        elif explicit:
+            note = "not downloaded: an explicit --data-dir is used as it is"
+        else:
+            fetched = _download_idx(name)
+            note = "download failed, or SIMVAE_OFFLINE is set" if fetched is None else "download incomplete"
+            if fetched is not None:
+                dirs.append(fetched)
+                found = _find_idx_dir([fetched])
+    if found is None:
+        raise _not_found(name, dirs, explicit, note, how_to_get)
+    splits = []
+    for split in ("train", "test"):
+        images_path, labels_path = _idx_path(found, IDX_FILES[f"{split}_images"]), _idx_path(found, IDX_FILES[f"{split}_labels"])
+        x, y = read_idx_pair(images_path, labels_path)
+        check_labels(y, len(classes), labels_path, name)
+        splits.append((x, y))
+    (train_x, train_y), (test_x, test_y) = splits
     if train_x.shape[1:] != test_x.shape[1:]:
         raise DataError(f"{found}: training images are {tuple(train_x.shape[2:])} but test images are {tuple(test_x.shape[2:])}")
     if binarize:
         # Binarised at 0.5 as in the paper; stored as 0/255 so every data set is uint8 in [0, 255].
         train_x = (train_x >= 128).to(torch.uint8) * 255
         test_x = (test_x >= 128).to(torch.uint8) * 255
-    return ImageData(name, train_x, train_y, test_x, test_y, list(classes), source=str(found))
+    return ImageData(name, train_x, train_y, test_x, test_y, list(classes), source=str(found), binarized=binarize)
 
 
 MNIST_HOW = (f"put the four MNIST IDX files in a folder and pass --data-dir DIR or set {DATA_DIR_ENV}=DIR "
@@ -163,15 +199,9 @@ def load_fashion_mnist(data_dir=None, binarize: bool = False, download: bool = T
     return _load_idx_dataset("fashion-mnist", classes, [DEBIAN_FASHION], FASHION_HOW, data_dir, binarize, download)
 
 
-GREY_AUGMENT = AugmentSpec(crop_scale=(0.4, 1.0), crop_ratio=(0.75, 1.3), vflip_p=0.5)
-COLOUR_AUGMENT = AugmentSpec(crop_scale=(0.6, 1.0), crop_ratio=(0.75, 1.3), vflip_p=0.5,
-                             jitter_strength=0.8, jitter_hue=0.2, jitter_p=0.8)
-
 DATASETS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec("mnist", (1, 28, 28), tuple(str(i) for i in range(10)), GREY_AUGMENT, 10, "mlp",
-                         load_mnist, MNIST_HOW),
-    "fashion-mnist": DatasetSpec("fashion-mnist", (1, 28, 28), tuple(range(10)), GREY_AUGMENT, 10, "mlp",
-                                 load_fashion_mnist, FASHION_HOW),
+    "mnist": DatasetSpec("mnist", (1, 28, 28), tuple(str(i) for i in range(10)), load_mnist, MNIST_HOW),
+    "fashion-mnist": DatasetSpec("fashion-mnist", (1, 28, 28), tuple(range(10)), load_fashion_mnist, FASHION_HOW),
 }
 
 

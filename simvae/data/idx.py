@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .checks import check_counts
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -36,7 +37,10 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def read_idx(path: str | Path, expected_magic: int) -> torch.Tensor:
-    """Read one IDX file as a uint8 tensor of its stated shape."""
+    """Read one IDX file as a uint8 tensor of its stated shape.
+
+    Raises DataError naming the file when it cannot be read, has the wrong magic number, or its
+    size is not exactly what its header states (truncated, or with bytes left over)."""
     path = Path(path)
     data = _read_bytes(path)
     if len(data) < 8:
@@ -59,23 +63,27 @@ def read_idx(path: str | Path, expected_magic: int) -> torch.Tensor:
             f"{path}: truncated file: header promises {count} bytes of data {tuple(shape)}, "
             f"found {len(data) - header}; download it again"
         )
+    if len(data) - header > count:
+        raise DataError(
+            f"{path}: {len(data) - header - count} bytes more than the {count} bytes of data {tuple(shape)} "
+            "its header promises (a damaged file or a wrong header); download it again"
+        )
     arr = np.frombuffer(data, dtype=np.uint8, count=count, offset=header).reshape(shape)
     return torch.from_numpy(arr.copy())
 
 
 def read_idx_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images [N, 1, H, W] uint8 and labels [N] int64, with matching counts checked."""
+    """Images [N, 1, H, W] uint8 and labels [N] int64, with matching counts checked.
+
+    Raises DataError for a damaged file, wrong dimensions, or counts that differ. Label values are
+    checked against the data set's classes by the caller (``checks.check_labels``)."""
     images = read_idx(images_path, IMAGES_MAGIC)
     labels = read_idx(labels_path, LABELS_MAGIC)
     if images.ndim != 3:
         raise DataError(f"{images_path}: expected 3 dimensions (N, H, W), found shape {tuple(images.shape)}")
     if labels.ndim != 1:
         raise DataError(f"{labels_path}: expected 1 dimension (N,), found shape {tuple(labels.shape)}")
-    if images.shape[0] != labels.shape[0]:
-        raise DataError(
-            f"{images_path} holds {images.shape[0]} images but {labels_path} holds {labels.shape[0]} labels; "
-            "the two files must come from the same split"
-        )
+    check_counts(images.shape[0], labels.shape[0], images_path, labels_path)
     return images.unsqueeze(1).contiguous(), labels.long()
 
 

@@ -17,9 +17,9 @@ from ..config import parse_config
 from ..run_config import EvalConfig
 from .gmm import gmm_evaluate
 from .knn import knn_evaluate
-from .probes import train_probe
+from .probes import train_probes
 
-METRIC_KEYS = ("knn_acc", "linear_acc", "mlp_acc", "gmm_acc", "gmm_nmi", "gmm_ari")
+from .registry import EVALUATORS, METRICS, Target, register_evaluator  # noqa: F401 (API)
 
 
 def split_train_val(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,77 +29,183 @@ def split_train_val(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, tor
     return perm[val_size:], perm[:val_size]
 
 
-def evaluate_representations(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                             n_classes: int, cfg: EvalConfig | None = None, log=None) -> dict:
-    """k-NN, linear probe, MLP probe and GMM on representations (float tensors on CPU)."""
+class Context:
+    """What every evaluator of one representation shares: the features, the fit/validation split
+    of the training images, and features standardised by the fit split's statistics."""
+
+    def __init__(self, train_x: torch.Tensor, test_x: torch.Tensor, cfg: EvalConfig):
+        self.train_x, self.test_x, self.cfg = train_x, test_x, cfg
+        self.fit_idx, self.val_idx = split_train_val(train_x.shape[0], cfg.val_size, cfg.seed)
+        mean, std = train_x[self.fit_idx].mean(0), train_x[self.fit_idx].std(0) + 1e-8
+        self.z_train, self.z_test = (train_x - mean) / std, (test_x - mean) / std
+
+
+def _labelled(idx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return idx[y[idx] >= 0]
+
+
+def knn_evaluator(ctx: Context, target: Target, log) -> dict:
+    """k-NN with k chosen on the validation split (paper A.7.5; Euclidean, majority vote)."""
+    t = time.monotonic()
+    y, ty = target.train, target.test
+    fit, val = _labelled(ctx.fit_idx, y), _labelled(ctx.val_idx, y)
+    all_train = torch.nonzero(y >= 0).squeeze(1)
+    test = torch.nonzero(ty >= 0).squeeze(1)
+    out = knn_evaluate(ctx.train_x[fit], y[fit], ctx.train_x[val], y[val], ctx.train_x[all_train], y[all_train],
+                       ctx.test_x[test], ty[test], ctx.cfg.knn_max_k, target.n_classes)
+    log(f"{target.prefix()}k-NN: k={out['knn_k']} (chosen on validation) test acc {out['knn_acc']:.4f} "
+        f"({time.monotonic() - t:.1f}s)")
+    return out
+
+
+def probe_evaluator(ctx: Context, target: Target, log) -> dict:
+    """Linear and MLP probes trained together (disjoint heads), stopped on validation; with
+    ``paper_probes`` also the paper's fixed-epoch protocol on all training images."""
+    cfg = ctx.cfg
+    y, ty = target.train, target.test
+    fit, val = _labelled(ctx.fit_idx, y), _labelled(ctx.val_idx, y)
+    test = torch.nonzero(ty >= 0).squeeze(1)
+    hidden = cfg.probe_hidden or ctx.train_x.shape[1]  # the paper's code: hidden width = representation size
+    out: dict = {"probe_hidden": hidden}
+    kinds = {"linear": "linear", "mlp": "mlp"}
+    opts = dict(n_classes=target.n_classes, lr=cfg.probe_lr, batch_size=cfg.probe_batch_size,
+                max_epochs=cfg.probe_max_epochs, patience=cfg.probe_patience, hidden=hidden, seed=cfg.seed)
+    t = time.monotonic()
+    probes = train_probes(kinds, ctx.z_train[fit], y[fit], ctx.z_train[val], y[val], ctx.z_test[test], ty[test], **opts)
+    for kind, r in probes.items():
+        out.update({f"{kind}_acc": r["acc"], f"{kind}_val_acc": r["val_acc"], f"{kind}_epochs": r["epochs"],
+                    f"{kind}_epochs_run": r["epochs_run"], f"{kind}_capped": r["capped"]})
+        log(f"{target.prefix()}{kind} probe: test acc {r['acc']:.4f} (best validation epoch {r['epochs']} of "
+            f"{r['epochs_run']}" + (": stopped at the epoch cap, it may still have been improving" if r["capped"] else "") + ")")
+    log(f"{target.prefix()}probes trained in {time.monotonic() - t:.1f}s")
+    if cfg.paper_probes:  # the paper's protocol: fixed epochs on the whole training set, scored once on test
+        t = time.monotonic()
+        labelled = torch.nonzero(y >= 0).squeeze(1)
+        fixed = train_probes(kinds, ctx.z_train[labelled], y[labelled], None, None, ctx.z_test[test], ty[test], **opts)
+        for kind, r in fixed.items():
+            out[f"{kind}_acc_paper_protocol"] = r["acc"]
+        log(f"{target.prefix()}probes, paper protocol ({cfg.probe_max_epochs} epochs on all training images): linear "
+            f"{fixed['linear']['acc']:.4f}, MLP {fixed['mlp']['acc']:.4f} ({time.monotonic() - t:.1f}s)")
+    return out
+
+
+def gmm_evaluator(ctx: Context, target: Target, log) -> dict:
+    """A full-covariance GMM with one component per class; accuracy (Hungarian), NMI, ARI."""
+    t = time.monotonic()
+    cfg = ctx.cfg
+    y, ty = target.train, target.test
+    tr, te = torch.nonzero(y >= 0).squeeze(1), torch.nonzero(ty >= 0).squeeze(1)
+    out = gmm_evaluate(ctx.train_x[tr].numpy().astype(np.float64), y[tr].numpy(), ctx.test_x[te].numpy().astype(np.float64),
+                       ty[te].numpy(), target.n_classes, cfg.gmm_restarts, cfg.gmm_max_iter, cfg.seed)
+    log(f"{target.prefix()}GMM: acc {out['gmm_acc']:.4f} NMI {out['gmm_nmi']:.4f} ARI {out['gmm_ari']:.4f} "
+        f"({cfg.gmm_restarts} restarts, {time.monotonic() - t:.1f}s)")
+    return out
+
+
+register_evaluator("knn", knn_evaluator)
+register_evaluator("probes", probe_evaluator)
+register_evaluator("gmm", gmm_evaluator, applies_to=lambda target: target.role == "content")
+
+
+def evaluate_targets(train_x: torch.Tensor, test_x: torch.Tensor, targets: list[Target], cfg: EvalConfig | None = None,
+                     log=None, skip: tuple[str, ...] = ()) -> dict:
+    """Every registered evaluator on every target it applies to: representations train_x [N, d]
+    and test_x [M, d] (float, CPU); returns metrics keyed by target prefix + metric key."""
     cfg = cfg or EvalConfig()
     log = log or (lambda msg: None)
-    fit_idx, val_idx = split_train_val(train_x.shape[0], cfg.val_size, cfg.seed)
-    metrics: dict = {"n_train": int(train_x.shape[0]), "n_fit": int(fit_idx.numel()), "n_val": int(val_idx.numel()),
+    ctx = Context(train_x, test_x, cfg)
+    metrics: dict = {"n_train": int(train_x.shape[0]), "n_fit": int(ctx.fit_idx.numel()), "n_val": int(ctx.val_idx.numel()),
                      "n_test": int(test_x.shape[0])}
-    t = time.monotonic()
-    metrics.update(knn_evaluate(train_x[fit_idx], train_y[fit_idx], train_x[val_idx], train_y[val_idx],
-                                train_x, train_y, test_x, test_y, cfg.knn_max_k, n_classes))
-    log(f"k-NN: k={metrics['knn_k']} (chosen on validation) test acc {metrics['knn_acc']:.4f} ({time.monotonic() - t:.1f}s)")
-    # Probes see standardised features (statistics of the fit split).
-    mean, std = train_x[fit_idx].mean(0), train_x[fit_idx].std(0) + 1e-8
-    z_train, z_test = (train_x - mean) / std, (test_x - mean) / std
-    for kind in ("linear", "mlp"):
-        t = time.monotonic()
-        metrics.update(train_probe(kind, z_train[fit_idx], train_y[fit_idx], z_train[val_idx], train_y[val_idx], z_test,
-                                   test_y, n_classes, lr=cfg.probe_lr, batch_size=cfg.probe_batch_size,
-                                   max_epochs=cfg.probe_max_epochs, patience=cfg.probe_patience, hidden=cfg.probe_hidden,
-                                   seed=cfg.seed))
-        log(f"{kind} probe: test acc {metrics[f'{kind}_acc']:.4f} (best epoch {metrics[f'{kind}_epochs']}, "
-            f"{time.monotonic() - t:.1f}s)")
-    t = time.monotonic()
-    metrics.update(gmm_evaluate(train_x.numpy().astype(np.float64), train_y.numpy(), test_x.numpy().astype(np.float64),
-                                test_y.numpy(), n_classes, cfg.gmm_restarts, cfg.gmm_max_iter, cfg.seed))
-    log(f"GMM: acc {metrics['gmm_acc']:.4f} NMI {metrics['gmm_nmi']:.4f} ARI {metrics['gmm_ari']:.4f} "
-        f"({time.monotonic() - t:.1f}s)")
+    for target in targets:
+        for entry in EVALUATORS.values():
+            if entry.name in skip or not entry.applies_to(target):
+                continue
+            prefix = target.prefix()
+            metrics.update({prefix + k: v for k, v in entry.fn(ctx, target, log).items()})
     return metrics
 
 
-def evaluate_run(path: str | Path, overrides: dict | None = None, report: bool = True, quiet: bool = False) -> dict:
-    """Evaluate a run folder: writes ``metrics.json`` (and the report, figures) and returns the metrics."""
+def evaluate_representations(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                             n_classes: int, cfg: EvalConfig | None = None, log=None) -> dict:
+    """k-NN, probes and GMM on one content target (class labels train_y [N], test_y [M])."""
+    return evaluate_targets(train_x, test_x, [Target("class", train_y, test_y, n_classes)], cfg, log)
+
+
+def data_targets(data) -> list[Target]:
+    """The targets a data set provides (``ImageData.targets()``: the class as content target, and
+    what else it labels)."""
+    return list(data.targets())
+
+
+QUICK_EVAL = {"max_train_images": 10000, "val_size": 2000, "probe_max_epochs": 50, "probe_patience": 5, "gmm_restarts": 1,
+              "decoder_max_epochs": 10, "decoder_patience": 3, "map_points": 1000}
+"""The quick-evaluation preset (``--quick-eval``): for short runs, minutes instead of a quarter hour."""
+
+
+def eval_config_for(run, overrides: dict | None = None, quick: bool = False) -> EvalConfig:
+    """The evaluation settings of a loaded run: its config's, the quick preset, then ``overrides``."""
+    values = {**asdict(run.config.eval), **(QUICK_EVAL if quick else {}), **(overrides or {})}
+    return parse_config(EvalConfig, values, where="evaluation options")
+
+
+def evaluate_loaded(run, cfg: EvalConfig, log=None) -> dict:
+    """Metrics of a loaded run (``simvae.run.Run``): k-NN, probes, GMM on its posterior means /
+    encoder outputs, the reconstruction MSE where it has a decoder, and the state of the model
+    (``model_epoch``, ``model_step``, ``finished``). Raises SimvaeError on non-finite representations."""
+    log = log or (lambda msg: None)
+    torch.manual_seed(cfg.seed)
+    t0 = time.monotonic()
+    data = run.data
+    n_train = len(data.train_images) if cfg.max_train_images is None else min(cfg.max_train_images, len(data.train_images))
+    train_images = data.train_images[:n_train]
+    train_x, test_x = run.encode(train_images), run.encode(data.test_images)
+    if not (torch.isfinite(train_x).all() and torch.isfinite(test_x).all()):
+        from ..errors import SimvaeError
+
+        raise SimvaeError(f"{run.path}: the representations contain NaN or inf; the run has diverged")
+    log(f"encoded {len(train_x)} training and {len(test_x)} test images ({time.monotonic() - t0:.1f}s)")
+    targets = [t.head(n_train) for t in data_targets(data)]
+    metrics = {"method": run.config.train.method, "dataset": run.config.train.dataset, **run.state}
+    metrics.update(evaluate_targets(train_x, test_x, targets, cfg, log))
+    recon = run.reconstruct(data.test_images)
+    if recon is not None:
+        metrics["recon_mse"] = float((recon - data.test_images.float() / 255).pow(2).mean())
+        decoder = getattr(run.method, "posthoc_decoder", None)
+        if decoder is not None:
+            metrics["posthoc_decoder_val_mse"] = float(getattr(decoder, "val_mse", float("nan")))
+            metrics["posthoc_decoder_epochs"] = int(getattr(decoder, "epochs", 0))
+            metrics["posthoc_decoder_capped"] = bool(getattr(decoder, "epochs", 0) and
+                                                     getattr(decoder, "epochs", 0) == getattr(decoder, "max_epochs", -1))
+    metrics["eval_seconds"] = round(time.monotonic() - t0, 2)
+    metrics["eval_config"] = asdict(cfg)
+    return metrics
+
+
+def write_metrics(path: str | Path, metrics: dict) -> Path:
+    """``RUN_DIR/metrics.json``, written atomically."""
+    out = Path(path) / "metrics.json"
+    tmp = out.with_name("metrics.json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def evaluate_run(path: str | Path, overrides: dict | None = None, quiet: bool = False, run=None,
+                 quick: bool = False, cfg: EvalConfig | None = None) -> dict:
+    """Evaluate a run folder: returns the metrics and writes ``metrics.json``, nothing else.
+
+    (The report, figures and post-hoc decoders are the pipeline's: ``simvae.pipeline``.)"""
     from ..run import load_run
 
     path = Path(path)
-    run = load_run(path, device=(overrides or {}).get("device", "auto"))
-    values = {**asdict(run.config.eval), **(overrides or {})}
-    cfg = parse_config(EvalConfig, values, where="evaluation options")
-    torch.manual_seed(cfg.seed)
+    if run is None:
+        run = load_run(path, device=(overrides or {}).get("device", "auto"))
+    cfg = cfg or eval_config_for(run, overrides, quick)
 
     def log(msg: str) -> None:
         if not quiet:
             print(f"[evaluate] {msg}", file=sys.stderr, flush=True)
 
-    t0 = time.monotonic()
-    data = run.data
-    if not run.method.generative:
-        from .decoder_fit import ensure_decoder  # discriminative methods get a decoder fitted post hoc
-
-        ensure_decoder(run, log=log, max_epochs=cfg.decoder_max_epochs, patience=cfg.decoder_patience)
-    train_x, test_x = run.encode(data.train_images), run.encode(data.test_images)
-    if not (torch.isfinite(train_x).all() and torch.isfinite(test_x).all()):
-        from ..errors import SimvaeError
-
-        raise SimvaeError(f"{path}: the representations contain NaN or inf; the run has diverged")
-    log(f"encoded {len(train_x)} training and {len(test_x)} test images ({time.monotonic() - t0:.1f}s)")
-    n_classes = len(data.classes)
-    metrics = {"method": run.config.train.method, "dataset": run.config.train.dataset}
-    metrics.update(evaluate_representations(train_x, data.train_labels, test_x, data.test_labels, n_classes, cfg, log))
-    recon = run.reconstruct(data.test_images)
-    if recon is not None:
-        metrics["recon_mse"] = float((recon - data.test_images.float() / 255).pow(2).mean())
-    metrics["eval_seconds"] = round(time.monotonic() - t0, 2)
-    metrics["eval_config"] = asdict(cfg)
-    tmp = path / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    tmp.replace(path / "metrics.json")
-    if report:
-        from ..report import write_report
-
-        write_report(run, metrics, test_x, recon, cfg)
-        log(f"report written to {path / 'report.md'}")
+    metrics = evaluate_loaded(run, cfg, log)
+    write_metrics(path, metrics)
     return metrics

@@ -102,22 +102,6 @@ def fit_decoder(encode_fn: Callable[[torch.Tensor], torch.Tensor], train_images_
     return decoder
 
 
-def save_decoder(decoder: nn.Module, path: str | Path) -> None:
-    """The decoder's state dict (plain tensors), written atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({k: v.detach().cpu() for k, v in decoder.state_dict().items()}, tmp)
-    tmp.replace(path)
-
-
-def load_decoder(path: str | Path, spec: ModelSpec, device="cpu") -> nn.Module:
-    """A decoder of ``spec``'s architecture with the weights saved at ``path`` (eval mode)."""
-    state = torch.load(Path(path), map_location=device, weights_only=True)
-    decoder = build_decoder(spec.network, spec.image_shape, spec.latent_dim).to(device)
-    decoder.load_state_dict(state)
-    return decoder.eval()
-
-
 def ensure_decoder(run, log: Callable[[str], None] = print, progress: bool = False, **fit_options) -> nn.Module:
     """Attach a post-hoc decoder to ``run.method`` (a loaded run, ``simvae.run.Run``) and return it.
 
@@ -129,7 +113,7 @@ def ensure_decoder(run, log: Callable[[str], None] = print, progress: bool = Fal
     import time
 
     from ..checkpoint import CHECKPOINT_NAME
-    from ..run import DECODER_NAME
+    from ..run import DECODER_NAME, load_decoder, save_decoder
 
     path, ckpt = run.path / DECODER_NAME, run.path / CHECKPOINT_NAME
     spec = run.method.spec
@@ -142,6 +126,7 @@ def ensure_decoder(run, log: Callable[[str], None] = print, progress: bool = Fal
         t0 = time.monotonic()
         decoder = fit_decoder(run.method.encode, images, spec, run.device, seed=run.config.eval.seed,
                               progress=progress, **fit_options)
+        decoder.max_epochs = fit_options.get("max_epochs", 80)  # type: ignore[attr-defined]
         save_decoder(decoder, path)
         log(f"post-hoc decoder: validation MSE {decoder.val_mse:.5f} after {decoder.epochs} epochs "
             f"({time.monotonic() - t0:.1f}s), saved to {path}")

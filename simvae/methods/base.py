@@ -8,6 +8,7 @@ also says how many views it trains on, what its representation is
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
@@ -66,8 +67,13 @@ class Method(nn.Module):
 
     @property
     def n_views(self) -> int:
-        """Views per image the loop should make for each step."""
+        """Augmented views per image the loop should make for each step."""
         return int(getattr(self.cfg, "n_views", 1))
+
+    @classmethod
+    def views_per_image(cls, cfg) -> int:
+        """Samples of one image that pass through the encoder in a step (the unit of --views-per-step)."""
+        return int(getattr(cfg, "n_views", 1))
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -86,6 +92,18 @@ class Method(nn.Module):
 
     def trainable_parameters(self):
         return [p for p in self.parameters() if p.requires_grad]
+
+
+@contextmanager
+def eval_mode(module: nn.Module):
+    """Run ``module`` in eval mode and restore each submodule's own training flag afterwards."""
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 METHODS: dict[str, type[Method]] = {}

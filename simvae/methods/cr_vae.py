@@ -35,11 +35,17 @@ class CRVAE(LatentVariableMethod):
     name = "cr-vae"
     config_cls = CRVAEConfig
 
+    @classmethod
+    def views_per_image(cls, cfg) -> int:
+        return 2  # the image itself and one augmentation pass through the encoder
+
     def forward(self, batch: Batch):
         b = batch.images.shape[0]
         x = torch.cat([batch.images, batch.views[:, 0]])  # [x; t(x)] in one pass
         mu, logvar = self.posterior(x)
-        z = self.sample(mu, logvar, batch.randn(2, mu.shape[-1]))
+        # noise is drawn image-major ([b, 2]: image b's x, then its t(x)); consume it in that order
+        eps = batch.randn(2, mu.shape[-1]).view(b, 2, -1).transpose(0, 1).reshape(2 * b, -1)
+        z = self.sample(mu, logvar, eps)
         log_lik = self.log_likelihood(x, self.decoder(z))
         kl_prior = kl_standard_normal(mu, logvar)
         elbo = (log_lik - kl_prior).view(2, b).sum(0)

@@ -10,7 +10,7 @@ import torch
 from ..config import require
 from ..nets import build_decoder, build_encoder
 from ..objectives.elbo import bernoulli_log_likelihood, gaussian_log_likelihood, reparameterize
-from .base import Method, ModelSpec
+from .base import Method, ModelSpec, eval_mode
 
 
 @dataclass
@@ -55,8 +55,13 @@ class LatentVariableMethod(Method):
 
     @torch.no_grad()
     def encode(self, x):
-        return self.posterior(x)[0]
+        """Posterior means of un-augmented images [n, C, H, W] -> [n, latent_dim], in eval mode
+        (BatchNorm in the conv nets uses its running statistics)."""
+        with eval_mode(self):
+            return self.posterior(x)[0]
 
     @torch.no_grad()
     def reconstruct(self, x):
-        return self.mean_image(self.decoder(self.posterior(x)[0]))
+        """Decoded posterior means of images [n, C, H, W] -> [n, C, H, W] in [0, 1], in eval mode."""
+        with eval_mode(self):
+            return self.mean_image(self.decoder(self.posterior(x)[0]))

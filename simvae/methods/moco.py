@@ -39,7 +39,7 @@ from torch import nn
 
 from ..config import require
 from ..nets.heads import mocov2_head
-from ..objectives.distributed import gather_no_grad
+from ..dist import gather_no_grad
 from ..objectives.infonce import moco_infonce_loss
 from .base import Batch, register
 from .discriminative import EncoderMethod, full_precision, validate_head, validate_temperature

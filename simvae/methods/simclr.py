@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..config import require
 from ..nets.heads import simclr_head
-from ..objectives.distributed import gather_with_grad
+from ..dist import gather_with_grad
 from ..objectives.infonce import nt_xent_loss
 from .base import Batch, register
 from .discriminative import EncoderMethod, full_precision, validate_head, validate_temperature

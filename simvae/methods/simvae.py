@@ -27,6 +27,8 @@ class SimVAEConfig(LikelihoodConfig):
     def validate(self) -> None:
         super().validate()
         require(self.n_views >= 1, f"n_views (J) must be >= 1, got {self.n_views}")
+        require(self.n_views != 1, "SimVAE needs at least 2 views per image (n_views, got 1): with J = 1 its group prior "
+                                   "term is identically 0 and it is a plain VAE; use --method vae for that")
         require(self.prior_var > 0, f"prior_var must be > 0, got {self.prior_var}")
         require(self.psi_var > 0, f"psi_var must be > 0, got {self.psi_var}")
 

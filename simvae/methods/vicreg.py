@@ -17,7 +17,7 @@ import torch
 
 from ..config import require
 from ..nets.heads import vicreg_expander
-from ..objectives.distributed import gather_with_grad
+from ..dist import gather_with_grad
 from ..objectives.vicreg import vicreg_loss
 from .base import Batch, register
 from .discriminative import EncoderMethod, full_precision, validate_head

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..objectives.distributed import gather_with_grad, world_size
+from ..dist import gather_with_grad, world_size
 
 
 class GlobalBatchNorm1d(nn.BatchNorm1d):

@@ -1,4 +1,8 @@
-"""The run report: report.md beside its figures, in the run folder."""
+"""The run report: report.md beside its figures, in the run folder.
+
+``build_run_report`` decides what to show (a ``model.Report``); ``to_markdown`` writes it.
+Fractions are shown in percent throughout (reports, ``compare``, README).
+"""
 
 from __future__ import annotations
 
@@ -8,56 +12,101 @@ from pathlib import Path
 
 import torch
 
+from ..evaluate.registry import METRICS, format_value, metric
 from .figures import latent_map, loss_curve, reconstruction_grid
+from .model import Code, Figure, Note, Report, Section, Table, to_markdown
 
 N_RECON = 16
+SHOWN = ("knn_acc", "knn_k", "linear_acc", "mlp_acc", "gmm_acc", "gmm_nmi", "gmm_ari", "recon_mse",
+         "knn_acc_best_k_on_test", "knn_best_k_on_test", "linear_acc_paper_protocol", "mlp_acc_paper_protocol",
+         "gmm_acc_train_matched")
 
 
-def _fmt(v) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+def state_note(metrics: dict) -> Note | None:
+    """A warning when the evaluated model is not the end of its planned training."""
+    if metrics.get("finished", True):
+        return None
+    step = f" + {metrics['model_epoch_step']} steps" if metrics.get("model_epoch_step") else ""
+    return Note(f"this run did not finish: the model evaluated is from epoch {metrics.get('model_epoch')}{step} "
+                f"(step {metrics.get('model_step')}) of {metrics.get('epochs_planned')} planned epochs", "warning")
 
 
-def write_report(run, metrics: dict, test_reps: torch.Tensor, recon: torch.Tensor | None, eval_cfg) -> Path:
+def build_run_report(run, metrics: dict, eval_cfg, figures: list[tuple[str, str]]) -> Report:
+    cfg = run.config
+    summary = run.train_summary()
+    report = Report(f"simvae run: {cfg.train.method} on {cfg.train.dataset}")
+    note = state_note(metrics)
+    if note:
+        report.notes.append(note)
+    if summary:
+        rows = [["epochs", f"{metrics.get('model_epoch', summary.get('epochs'))} of {summary.get('epochs_planned', cfg.train.epochs)}"
+                 f" ({metrics.get('model_step', summary.get('steps'))} steps)"],
+                ["step", f"{summary.get('images_per_step')} images x {summary.get('n_views')} views = "
+                         f"{summary.get('views_per_step')} samples per step"],
+                ["training images", str(summary.get("train_images"))],
+                ["wall time", f"{summary.get('train_seconds', 0):.1f} s, {summary.get('train_views_per_s', 0):.0f} views/s"],
+                ["device", f"{summary.get('device')} x {summary.get('processes')} process(es), {summary.get('threads', '?')} "
+                           f"threads, precision {summary.get('precision', 'fp32')}"],
+                ["host", f"{summary.get('host', '?')}"],
+                ["simvae", f"{summary.get('simvae_version', '?')} (commit {summary.get('simvae_commit') or 'unknown'}), "
+                           f"torch {summary.get('torch')}, {summary.get('date', '')}"],
+                ["data", str(summary.get("data_source"))]]
+        report.sections.append(Section("Training", [Table(["", ""], rows)]))
+    rows = [[metric(k).label, format_value(k, metrics[k])] for k in SHOWN if k in metrics]
+    blocks = [Table(["metric", "test"], rows,
+                    f"Settings chosen on a validation split of {metrics.get('n_val')} training images; test measured once. "
+                    "Accuracies in percent.")]
+    for kind in ("linear", "mlp"):
+        if metrics.get(f"{kind}_capped"):
+            blocks.append(Note(f"the {kind} probe stopped at its epoch cap ({metrics.get(f'{kind}_epochs_run')}) while its "
+                               "validation loss was still falling: its figure may be low; raise --probe-max-epochs", "warning"))
+    if "posthoc_decoder_val_mse" in metrics:
+        blocks.append(Note(f"{cfg.train.method} has no decoder of its own: reconstructions come from a decoder fitted "
+                           f"afterwards on its frozen representations (validation MSE "
+                           f"{metrics['posthoc_decoder_val_mse']:.4f} after {metrics.get('posthoc_decoder_epochs')} epochs"
+                           + (", stopped at its epoch cap" if metrics.get("posthoc_decoder_capped") else "") + ")."))
+    others = sorted({k.rpartition("/")[0] for k in metrics if "/" in k and k.rpartition("/")[2] in METRICS})
+    for target in others:
+        trows = [[metric(f"{target}/{k}").label, format_value(k, metrics[f"{target}/{k}"])]
+                 for k in SHOWN if f"{target}/{k}" in metrics]
+        blocks.append(Table(["metric", "test"], trows, f"Target {target}"))
+    blocks.append(Note(f"Evaluation took {metrics.get('eval_seconds', 0):.1f} s."))
+    report.sections.append(Section("Representation quality (test set)", blocks))
+    for title, fname in figures:
+        report.sections.append(Section(title, [Figure(fname, title)]))
+    report.sections.append(Section("Configuration", [Code(json.dumps(cfg.to_dict(), indent=2), "json"),
+                                                     Note("Evaluation settings:"),
+                                                     Code(json.dumps(asdict(eval_cfg), indent=2), "json")]))
+    return report
+
+
+def write_report(run, metrics: dict, eval_cfg) -> Path:
+    """Figures and report.md in the run folder of ``run`` (a loaded ``simvae.run.Run``)."""
     path: Path = run.path
     data = run.data
     cfg = run.config
-    summary = run.train_summary()
     figs = []
+    images = data.test_images[:N_RECON]
+    recon = run.reconstruct(images)
     if recon is not None:
-        reconstruction_grid(data.test_images[:N_RECON], {cfg.train.method: recon[:N_RECON]}, path / "reconstructions.png",
-                            title="test images (top) and their reconstructions")
+        label = cfg.train.method if run.method.generative else f"{cfg.train.method} (post-hoc decoder)"
+        reconstruction_grid(images, {label: recon}, path / "reconstructions.png",
+                            title="test images (top) and their reconstructions"
+                                  + ("" if run.method.generative else " by a decoder fitted afterwards"))
         figs.append(("Test images and reconstructions", "reconstructions.png"))
     if eval_cfg.map_points > 0:
-        latent_map(test_reps, data.test_labels, data.classes, path / "latent_map.png", eval_cfg.map_points, eval_cfg.seed,
+        reps = run.encode(data.test_images)
+        latent_map(reps, data.test_labels, data.classes, path / "latent_map.png", eval_cfg.map_points, eval_cfg.seed,
                    title=f"{cfg.train.method} on {cfg.train.dataset}: test representations (t-SNE)")
         figs.append(("Test representations, coloured by class", "latent_map.png"))
-    if loss_curve(path / "metrics.jsonl", path / "loss_curve.png"):
+    loss_name = "negative ELBO_SSL" if cfg.train.method == "simvae" else f"{cfg.train.method} loss"
+    if loss_curve(path / "steps.jsonl", path / "metrics.jsonl", path / "loss_curve.png", loss_name):
         figs.append(("Training loss", "loss_curve.png"))
-    lines = [f"# simvae run: {cfg.train.method} on {cfg.train.dataset}", ""]
-    if summary:
-        lines += ["## Training", "",
-                  f"- epochs: {summary.get('epochs')} ({summary.get('steps')} steps of {cfg.train.batch_size} images "
-                  f"x {summary.get('n_views')} views), {summary.get('train_images')} training images",
-                  f"- wall time: {summary.get('train_seconds', 0):.1f} s; throughput "
-                  f"{summary.get('train_images_per_s', 0):.0f} images/s = {summary.get('train_views_per_s', 0):.0f} views/s",
-                  f"- device: {summary.get('device')}, processes: {summary.get('processes')}, bf16: {summary.get('bf16')}, "
-                  f"torch {summary.get('torch')}", f"- data: {summary.get('data_source')}", ""]
-    lines += ["## Representation quality (test set)", "",
-              f"Settings chosen on a validation split of {metrics.get('n_val')} training images; test measured once.", "",
-              "| metric | value |", "|---|---|"]
-    rows = [("k-NN accuracy", "knn_acc"), ("k (chosen on validation)", "knn_k"), ("linear probe accuracy", "linear_acc"),
-            ("MLP probe accuracy", "mlp_acc"), ("GMM accuracy", "gmm_acc"), ("GMM NMI", "gmm_nmi"),
-            ("GMM ARI", "gmm_ari"), ("reconstruction MSE", "recon_mse"),
-            ("k-NN accuracy, best k on test (paper protocol)", "knn_acc_best_k_on_test"),
-            ("best k on test (paper protocol)", "knn_best_k_on_test")]
-    for name, key in rows:
-        if key in metrics:
-            lines.append(f"| {name} | {_fmt(metrics[key])} |")
-    lines += ["", f"Evaluation took {metrics.get('eval_seconds', 0):.1f} s.", ""]
-    for title, fname in figs:
-        lines += [f"## {title}", "", f"![{title}]({fname})", ""]
-    lines += ["## Configuration", "", "```json", json.dumps(cfg.to_dict(), indent=2), "```",
-              "", "Evaluation settings:", "", "```json", json.dumps(asdict(eval_cfg), indent=2), "```", ""]
     out = path / "report.md"
-    out.write_text("\n".join(lines))
+    tmp = out.with_name("report.md.tmp")
+    tmp.write_text(to_markdown(build_run_report(run, metrics, eval_cfg, figs)))
+    tmp.replace(out)
     return out
+
+
+__all__ = ["write_report", "build_run_report", "state_note", "torch"]

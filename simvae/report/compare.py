@@ -1,8 +1,11 @@
 """`simvae compare`: one table and one reconstruction figure across evaluated runs.
 
-Methods are rows; k-NN, linear, MLP, GMM accuracy, NMI and ARI are columns, as
-mean ± standard error (sd / sqrt(n), n = number of seeds) when several runs of a
-method are given.
+Rows are experiments, columns are k-NN, linear, MLP, GMM accuracy, NMI and ARI, as mean ±
+standard error (sd / sqrt(n), n = number of runs in the row) where a row holds several runs.
+Only like is averaged with like: runs share a row when their whole resolved configuration
+(config.json's train and method sections, and the evaluation settings recorded in metrics.json,
+else config.json's eval section) is equal except for the seed and the keys in IGNORED_KEYS.
+Rows of one method are labelled by what differs, e.g. "simvae (epochs=2, train_subset=None)".
 """
 
 from __future__ import annotations
@@ -14,10 +17,23 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..errors import RunDirError
+from ..evaluate.registry import METRICS, format_value, headline_keys
+from .model import Figure, Note, Report, Section, Table, blocks_markdown, to_markdown
 
-COLUMNS = [("knn_acc", "k-NN"), ("linear_acc", "linear"), ("mlp_acc", "MLP"), ("gmm_acc", "GMM acc"),
-           ("gmm_nmi", "GMM NMI"), ("gmm_ari", "GMM ARI")]
+COLUMNS = [(key, METRICS[key].label) for key in headline_keys()]  # from the one metric registry
 N_IMAGES = 12
+SECTIONS = ("train", "method", "eval")
+
+# Configuration keys ("section.key") that do not change the experiment, so runs differing only in
+# them share a row: the seeds (a row averages over them), where and on what a run ran, how often it
+# was saved or checked, and the evaluation's t-SNE map size (no table figure depends on it).
+IGNORED_KEYS = frozenset({
+    "train.seed", "eval.seed",
+    "train.device", "eval.device", "train.data_dir", "train.download", "train.compile",
+    "train.checkpoint_every", "train.checkpoint_every_steps", "train.checkpoint_minutes",
+    "train.divergence_check_every", "eval.map_points",
+})
+_ABSENT = "(absent)"  # a key one run's config has and another's lacks (written by another version)
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -30,29 +46,91 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return m, math.sqrt(var / n)
 
 
+def _read_json(path: Path, fix: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RunDirError(f"{path} is not valid JSON; {fix}") from None
+
+
+def experiment_config(config: dict, eval_used: dict | None) -> dict[str, str]:
+    """The flattened configuration that defines a run's experiment: {"section.key": JSON text of the value},
+    without IGNORED_KEYS. ``eval_used`` (metrics.json's eval_config) replaces config.json's eval section."""
+    out = {}
+    for section in SECTIONS:
+        values = eval_used if section == "eval" and eval_used is not None else config.get(section) or {}
+        for key, value in values.items():
+            if f"{section}.{key}" not in IGNORED_KEYS:
+                out[f"{section}.{key}"] = json.dumps(value, sort_keys=True)
+    return out
+
+
+def _fmt_value(text: str) -> str:
+    value = json.loads(text) if text != _ABSENT else text
+    return value if isinstance(value, str) else repr(value)
+
+
 def read_runs(run_dirs: list[Path]) -> "OrderedDict[str, list[dict]]":
-    """method -> metrics of each of its runs (in the order given)."""
-    groups: OrderedDict[str, list[dict]] = OrderedDict()
-    datasets = set()
+    """Row label -> metrics of each of its runs (in the order given).
+
+    Each run's dict is its metrics.json plus "_dir", "_config" (experiment_config, or None without a
+    config.json: such runs share a row per method) and "_split" (the keys, short names, that tell
+    its method's rows apart; empty when the method has one row). Raises RunDirError for a folder
+    without metrics.json, a damaged JSON file, a folder given twice, or runs on different data sets.
+    """
+    runs, seen, datasets = [], set(), set()
     for d in run_dirs:
-        mpath = Path(d) / "metrics.json"
+        d = Path(d)
+        if d.resolve() in seen:
+            raise RunDirError(f"{d} is given twice; give each run folder once")
+        seen.add(d.resolve())
+        mpath = d / "metrics.json"
         if not mpath.is_file():
             raise RunDirError(f"{d} has no metrics.json; run 'simvae evaluate {d}' first")
-        try:
-            m = json.loads(mpath.read_text())
-        except json.JSONDecodeError:
-            raise RunDirError(f"{mpath} is not valid JSON; run 'simvae evaluate {d}' again") from None
+        m = _read_json(mpath, f"run 'simvae evaluate {d}' again")
+        cpath = d / "config.json"
+        config = _read_json(cpath, "the run folder is damaged") if cpath.is_file() else None
+        cfg = experiment_config(config, m.get("eval_config")) if config is not None else None
+        if cfg is not None and m.get("finished") is False:  # an unfinished model is its own experiment
+            cfg["state.model_step"] = json.dumps(m.get("model_step"))
         datasets.add(m.get("dataset"))
-        groups.setdefault(m.get("method", "?"), []).append({**m, "_dir": str(d)})
+        runs.append({**m, "_dir": str(d), "_config": cfg})
     if len(datasets) > 1:
         raise RunDirError(f"runs on different data sets ({', '.join(sorted(map(str, datasets)))}) cannot share one table")
+
+    experiments: OrderedDict[tuple, list[dict]] = OrderedDict()
+    for r in runs:
+        key = (r.get("method", "?"), None if r["_config"] is None else tuple(sorted(r["_config"].items())))
+        experiments.setdefault(key, []).append(r)
+    groups: OrderedDict[str, list[dict]] = OrderedDict()
+    for (method, key), members in experiments.items():
+        configs = [rs[0]["_config"] for (m, k), rs in experiments.items() if m == method and k is not None]
+        keys = list(OrderedDict.fromkeys(k for c in configs for k in c))  # in config.json's order
+        split = [k for k in keys if len({c.get(k, _ABSENT) for c in configs}) > 1]
+        shorts = [k.split(".", 1)[1] for k in split]
+        names = [s if shorts.count(s) == 1 else k for k, s in zip(split, shorts)]
+        if key is None:
+            parts = ["no config.json"] if configs else []
+        else:
+            parts = [f"{n}={_fmt_value(members[0]['_config'].get(k, _ABSENT))}" for k, n in zip(split, names)]
+        label = f"{method} ({', '.join(parts)})" if parts else str(method)
+        unfinished = [r for r in members if r.get("finished") is False]
+        if unfinished:
+            r = unfinished[0]
+            label += f" [unfinished: epoch {r.get('model_epoch')} of {r.get('epochs_planned')}]"
+        if label in groups:  # distinct values that print alike (1 and "1"): keep the rows apart
+            label += f" #{sum(lab.split(' #')[0] == label for lab in groups) + 1}"
+        for r in members:
+            r["_split"] = names
+        groups[label] = members
     return groups
 
 
 def comparison_rows(groups) -> list[dict]:
+    """One row per group: label, method, number of runs, and mean and standard error of each column."""
     rows = []
-    for method, runs in groups.items():
-        row = {"method": method, "n_runs": len(runs)}
+    for label, runs in groups.items():
+        row = {"method": runs[0].get("method", "?"), "label": label, "n_runs": len(runs)}
         for key, _ in COLUMNS:
             vals = [r[key] for r in runs if key in r]
             if vals:
@@ -61,65 +139,110 @@ def comparison_rows(groups) -> list[dict]:
     return rows
 
 
-def markdown_table(rows: list[dict], dataset: str) -> str:
-    head = "| method | runs | " + " | ".join(name for _, name in COLUMNS) + " |"
-    lines = [f"Test-set figures on {dataset} (%; mean ± standard error over runs where runs > 1).", "", head,
-             "|" + "---|" * (len(COLUMNS) + 2)]
-    for r in rows:
-        cells = []
-        for key, _ in COLUMNS:
-            if key not in r:
-                cells.append("–")
-            elif r["n_runs"] > 1:
-                cells.append(f"{100 * r[key]:.1f} ± {100 * r[key + '_se']:.1f}")
-            else:
-                cells.append(f"{100 * r[key]:.1f}")
-        lines.append(f"| {r['method']} | {r['n_runs']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def grouping_notes(groups) -> list[str]:
+    """Lines saying which keys split a method's rows, and which runs had no config.json."""
+    notes, done = [], set()
+    for runs in groups.values():
+        method = runs[0].get("method", "?")
+        if runs[0].get("_split") and method not in done:
+            done.add(method)
+            notes.append(f"Rows of {method} differ in {', '.join(runs[0]['_split'])}; runs share a row only when "
+                         "their whole configuration matches except the seed (and device, data folder, checkpointing).")
+    bare = [r["_dir"] for runs in groups.values() for r in runs if r.get("_config") is None]
+    if bare:
+        notes.append(f"No config.json in {', '.join(bare)}: grouped by method only, so their rows may mix experiments.")
+    return notes
 
 
-def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True) -> list[Path]:
-    """Write comparison.md, comparison.csv and reconstructions.png into ``out_dir``."""
+def comparison_table(rows: list[dict], dataset: str) -> Table:
+    cells = [[r.get("label", r["method"]), str(r["n_runs"])]
+             + [format_value(key, r.get(key), r.get(key + "_se") if r["n_runs"] > 1 else None) for key, _ in COLUMNS]
+             for r in rows]
+    return Table(["method", "runs"] + [name for _, name in COLUMNS], cells,
+                 f"Test-set figures on {dataset} (%; mean ± standard error over runs where runs > 1).")
+
+
+def markdown_table(rows: list[dict], dataset: str, notes: list[str] = ()) -> str:
+    return blocks_markdown([comparison_table(rows, dataset)] + [Note(f"Note: {n}") for n in notes])
+
+
+def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True, overwrite: bool = False) -> list[Path]:
+    """Write comparison.md, comparison.csv and (where a run has a checkpoint) reconstructions.png into
+    ``out_dir``; return the paths written.
+
+    Raises RunDirError when ``out_dir`` already holds comparison.md (unless ``overwrite``), and as
+    read_runs does."""
+    out_dir = Path(out_dir)
+    md = out_dir / "comparison.md"
+    if md.exists() and not overwrite:
+        raise RunDirError(f"{out_dir} already holds a comparison ({md.name}); pass --overwrite to replace it "
+                          "or choose another --out")
     groups = read_runs(run_dirs)
     rows = comparison_rows(groups)
     dataset = next(iter(groups.values()))[0].get("dataset", "?")
-    out_dir = Path(out_dir)
+    notes = grouping_notes(groups)
+    shown, skipped = figure_runs(groups) if figure else ({}, [])
+    if figure:
+        notes += [f"Reconstruction figure: {s}." for s in skipped]
+        if not shown:
+            notes.append("No reconstruction figure: no run has a checkpoint.pt and a config.json.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    md = out_dir / "comparison.md"
-    md.write_text(f"# simvae comparison\n\n{markdown_table(rows, dataset)}\nRuns:\n\n"
-                  + "".join(f"- {m}: {', '.join(r['_dir'] for r in runs)}\n" for m, runs in groups.items()))
+    report = Report("simvae comparison", [
+        Section("Results", [comparison_table(rows, dataset)] + [Note(f"Note: {n}") for n in notes]),
+        Section("Runs", [Note("\n".join(f"- {label}: {', '.join(r['_dir'] for r in runs)}" for label, runs in groups.items()))]),
+    ])
+    if shown:
+        report.sections.insert(1, Section("Reconstructions", [Figure("reconstructions.png", "the same test images, "
+                                                                    "reconstructed by each row's first run")]))
+    md.write_text(to_markdown(report))
     csv_path = out_dir / "comparison.csv"
-    fields = ["method", "n_runs"] + [k for key, _ in COLUMNS for k in (key, key + "_se")]
+    fields = ["method", "n_runs"] + [k for key, _ in COLUMNS for k in (key, key + "_se")] + ["label"]
     with open(csv_path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k, "") for k in fields})
     paths = [md, csv_path]
-    if figure:
-        paths.append(reconstruction_figure(groups, out_dir / "reconstructions.png"))
+    if shown:
+        paths.append(reconstruction_figure(shown, out_dir / "reconstructions.png"))
     return paths
 
 
-def reconstruction_figure(groups, path: Path) -> Path:
-    """The same test images reconstructed by every method (its first run), side by side."""
+def figure_runs(groups) -> tuple[dict[str, str], list[str]]:
+    """The run folder shown for each row (its first run with checkpoint.pt and config.json), and a
+    line for each row left out of the figure."""
+    from ..checkpoint import CHECKPOINT_NAME
+
+    shown, skipped = {}, []
+    for label, runs in groups.items():
+        usable = [r["_dir"] for r in runs if (Path(r["_dir"]) / CHECKPOINT_NAME).is_file()
+                  and (Path(r["_dir"]) / "config.json").is_file()
+                  and ("recon_mse" in r or (Path(r["_dir"]) / "decoder.pt").is_file())]
+        if usable:
+            shown[label] = usable[0]
+        else:
+            skipped.append(f"{label} left out (no {CHECKPOINT_NAME}, config.json and decoder in "
+                           f"{', '.join(r['_dir'] for r in runs)}; 'simvae evaluate' fits a discriminative run's decoder)")
+    return shown, skipped
+
+
+def reconstruction_figure(shown: dict[str, str], path: Path) -> Path:
+    """The same test images reconstructed by each row's run (label -> run folder), side by side."""
     from ..run import load_run
     from .figures import reconstruction_grid
 
     rows = {}
     images = None
-    data = None
-    for method, runs in groups.items():
-        run = load_run(runs[0]["_dir"], data=data)
-        data = run.data
-        images = data.test_images[:N_IMAGES]
-        if not run.method.generative:
-            from ..evaluate.decoder_fit import ensure_decoder
-
-            ensure_decoder(run, log=lambda msg: None, max_epochs=run.config.eval.decoder_max_epochs,
-                           patience=run.config.eval.decoder_patience)
-        rec = run.reconstruct(images)
+    data = {}  # (dataset, binarize, data_dir) -> ImageData, loaded once
+    for label, run_dir in shown.items():
+        tc = json.loads((Path(run_dir) / "config.json").read_text()).get("train", {})
+        key = (tc.get("dataset"), tc.get("binarize"), tc.get("data_dir"))
+        run = load_run(run_dir, data=data.get(key))
+        data[key] = run.data
+        own = run.data.test_images[:N_IMAGES]
+        images = own if images is None else images
+        rec = run.reconstruct(own)  # discriminative runs: the post-hoc decoder their evaluation saved
         if rec is not None:
-            rows[method] = rec
+            rows[label if run.method.generative else f"{label} (post-hoc decoder)"] = rec
     reconstruction_grid(images, rows, path, title="the same test images, reconstructed by each method")
     return path

@@ -72,17 +72,24 @@ def latent_map(reps: torch.Tensor, labels: torch.Tensor, classes: list[str], pat
     return how
 
 
-def loss_curve(metrics_jsonl: Path, path: Path) -> bool:
-    if not metrics_jsonl.is_file():
+def loss_curve(steps_jsonl: Path, epochs_jsonl: Path, path: Path, loss_name: str = "training loss") -> bool:
+    """The loss terms over training: one panel per term, from the per-step log (averages over a
+    few steps) where there is one, else the per-epoch log. False when there is nothing to plot."""
+    source = steps_jsonl if steps_jsonl.is_file() and steps_jsonl.stat().st_size else epochs_jsonl
+    if not source.is_file():
         return False
-    recs = [json.loads(line) for line in metrics_jsonl.read_text().splitlines() if line.strip()]
+    recs = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
     if not recs:
         return False
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["epoch"] for r in recs], [r["loss"] for r in recs], marker="o")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss")
-    ax.grid(alpha=0.3)
+    skip = {"epoch", "step", "epoch_seconds", "images_per_s", "views_per_s", "wall_seconds", "val_knn_acc"}
+    terms = [k for k in recs[0] if k not in skip and isinstance(recs[0][k], (int, float))]
+    fig, axes = plt.subplots(1, len(terms), figsize=(3.6 * len(terms), 3.2), squeeze=False)
+    x = [r.get("epoch", 0) for r in recs]
+    for ax, term in zip(axes[0], terms):
+        ax.plot(x, [r.get(term) for r in recs], marker="o" if len(recs) < 20 else None, lw=1)
+        ax.set_xlabel("epoch")
+        ax.set_title(loss_name if term == "loss" else term, fontsize=10)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

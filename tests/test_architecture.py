@@ -1,0 +1,107 @@
+"""The shape later features plug into: a new evaluator and target are registry lines; the loop
+logs like a log file when not on a terminal; loading a run never imports the training loop."""
+
+import io
+import json
+import subprocess
+import sys
+
+import torch
+
+from conftest import REPO, cli_env
+from simvae.data import Target
+from simvae.evaluate import EVALUATORS, METRICS, evaluate_targets
+from simvae.evaluate.registry import Metric, format_value, metric, register_evaluator, register_metric
+from simvae.run_config import EvalConfig, build_run_config
+
+
+def test_a_new_metric_on_a_new_target_is_a_registry_line():
+    """A toy evaluator (the fraction of test images whose nearest training mean is their own) on a
+    style target: no existing file changes; its metric is named, labelled and formatted."""
+    saved_evaluators, saved_metrics = dict(EVALUATORS), dict(METRICS)
+    try:
+        _toy_evaluator_case()
+    finally:  # the registries are restored, so other tests see only the built-in ones
+        EVALUATORS.clear()
+        EVALUATORS.update(saved_evaluators)
+        METRICS.clear()
+        METRICS.update(saved_metrics)
+
+
+def _toy_evaluator_case():
+    def nearest_mean(ctx, target, log):
+        y = target.train
+        means = torch.stack([ctx.train_x[y == c].mean(0) for c in range(target.n_classes)])
+        pred = torch.cdist(ctx.test_x, means).argmin(1)
+        return {"nearest_mean_acc": float((pred == target.test).float().mean())}
+
+    register_metric(Metric("nearest_mean_acc", "nearest class mean"))
+    register_evaluator("nearest_mean", nearest_mean, applies_to=lambda t: t.role == "style")
+    g = torch.Generator().manual_seed(0)
+    train_style = torch.randint(0, 2, (300,), generator=g)
+    test_style = torch.randint(0, 2, (100,), generator=g)
+    train_x = torch.randn(300, 4, generator=g) + 3 * train_style[:, None].float()
+    test_x = torch.randn(100, 4, generator=g) + 3 * test_style[:, None].float()
+    content = Target("class", torch.zeros(300, dtype=torch.long), torch.zeros(100, dtype=torch.long), 1)
+    style = Target("style/shift", train_style, test_style, 2, role="style")
+    cfg = EvalConfig(val_size=50, probe_max_epochs=2, gmm_restarts=1, knn_max_k=3)
+    m = evaluate_targets(train_x, test_x, [content, style], cfg, skip=("gmm", "probes"))
+    assert m["style/shift/nearest_mean_acc"] > 0.9
+    assert "nearest_mean_acc" not in m  # not run on the content target
+    assert "style/shift/knn_acc" in m and "knn_acc" in m
+    assert metric("style/shift/nearest_mean_acc").label == "nearest class mean (style/shift)"
+    assert format_value("style/shift/nearest_mean_acc", 0.9123) == "91.2"
+
+
+def test_missing_labels_leave_only_their_target():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 3, generator=g)
+    y = (x[:, 0] > 0).long()
+    y_missing = y.clone()
+    y_missing[::3] = -1
+    cfg = EvalConfig(val_size=40, probe_max_epochs=3, gmm_restarts=1, knn_max_k=3)
+    m = evaluate_targets(x[:150], x[150:], [Target("class", y[:150], y[150:], 2),
+                                            Target("partial", y_missing[:150], y_missing[150:], 2, "style")], cfg)
+    assert 0 <= m["partial/knn_acc"] <= 1 and "partial/gmm_acc" not in m  # GMM is for content targets
+
+
+def test_progress_off_a_terminal_logs_lines_not_bar_redraws(tiny_data, tmp_path):
+    from simvae.train import Trainer
+    from simvae.train.callbacks import Progress
+
+    run = build_run_config({"train": {"dataset": "mnist", "data_dir": str(tiny_data), "download": False, "device": "cpu",
+                                      "train_subset": 64, "batch_size": 8, "epochs": 2}, "method": {"n_views": 2}})
+    stream = io.StringIO()  # not a terminal
+    trainer = Trainer(run, tmp_path, progress=True)
+    callbacks = trainer.default_callbacks()
+    callbacks[0] = Progress(True, every_s=0.0, stream=stream)
+    trainer.fit(callbacks=callbacks)
+    text = stream.getvalue()
+    assert "\r" not in text
+    lines = text.strip().splitlines()
+    assert sum(line.startswith("epoch 1/2: loss=") for line in lines) == 1
+    assert any(line.startswith("epoch 2/2: loss=") for line in lines)
+    assert any("estimated training time" in line for line in lines)
+    assert len(lines) < 30
+
+
+def test_evaluating_a_run_never_imports_the_training_loop(tmp_path):
+    """The modules `simvae evaluate RUN_DIR` imports (measured in a fresh interpreter)."""
+    code = ("import sys, simvae.cli, simvae.pipeline, simvae.run, simvae.evaluate, simvae.report, simvae.report.compare;"
+            "print(sorted(m for m in sys.modules if m.startswith('simvae')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+    modules = eval(out.stdout.strip())
+    assert "simvae.run" in modules and "simvae.evaluate" in modules
+    assert not any(m == "simvae.train" or m.startswith("simvae.train.") for m in modules), modules
+
+
+def test_import_layers_hold():
+    """import-linter's contracts (pyproject.toml) pass: layers point one way."""
+    exe = __import__("pathlib").Path(sys.executable).parent / "lint-imports"
+    if not exe.exists():
+        import pytest
+
+        pytest.skip("import-linter is not installed (pip install -e '.[test]')")
+    out = subprocess.run([str(exe)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "broken" in out.stdout and " 0 broken" in out.stdout
