@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import dataclasses
 import os
 import shutil
 import sys
@@ -71,16 +70,23 @@ def _with_default(help_: str, name: str, default) -> str:
     return f"{help_} (default: {_show_default(default)})"
 
 
+METHOD_ORDER = ("simvae", "vae", "beta-vae", "cr-vae", "simclr", "moco", "mocov2", "vicreg", "random")
+
+
+def _method_names() -> list[str]:
+    from .methods import METHODS
+
+    return [m for m in METHOD_ORDER if m in METHODS] + sorted(m for m in METHODS if m not in METHOD_ORDER)
+
+
 def _method_option_table() -> dict[str, dict]:
-    """option name -> {help, methods that take it}, over every registered method."""
+    """option name -> {help, methods that take it, defaults}, over every registered method."""
     from .methods import METHODS
 
     table: dict[str, dict] = {}
-    for mname, cls in sorted(METHODS.items()):
-        for f in dataclasses.fields(cls.config_cls):
-            entry = table.setdefault(f.name, {"help": f.metadata.get("help", ""), "methods": [], "defaults": {}})
-            if mname == "simvae":  # an option shared by several methods is described as the default method's
-                entry["help"] = f.metadata.get("help", "")
+    for mname in _method_names():
+        for name, f in METHODS[mname].config_cls.model_fields.items():
+            entry = table.setdefault(name, {"help": f.description or "", "methods": [], "defaults": {}, "first": mname})
             entry["methods"].append(mname)
             entry["defaults"][mname] = f.default
     return table
@@ -88,16 +94,14 @@ def _method_option_table() -> dict[str, dict]:
 
 def _add_config_fields(parser, cls, skip=(), group_title: str | None = None):
     group = parser.add_argument_group(group_title) if group_title else parser
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
+    for name, f in cls.model_fields.items():
+        if name in skip:
             continue
-        help_ = _with_default(f.metadata.get("help", ""), f.name, f.default)
-        if hints[f.name] is bool:
-            group.add_argument(_opt(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        help_ = _with_default(f.description or "", name, f.default)
+        if f.annotation is bool:
+            group.add_argument(_opt(name), dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
-            group.add_argument(_opt(f.name), dest=f.name, default=None, metavar=f.name.upper().replace("_", "-"),
-                               help=help_)
+            group.add_argument(_opt(name), dest=name, default=None, metavar=name.upper().replace("_", "-"), help=help_)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,11 +128,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-eval", action="store_true", help="train only; run 'simvae evaluate RUN_DIR' later")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_fields(t, TrainConfig, group_title="training")
-    mg = t.add_argument_group("method options (each applies to the methods listed)")
-    for name, entry in _method_option_table().items():
-        defaults = ", ".join(f"{m} {_show_default(d)}" for m, d in entry["defaults"].items())
-        mg.add_argument(_opt(name), dest=f"m_{name}", default=None, metavar=name.upper().replace("_", "-"),
-                        help=_with_default(entry["help"], name, defaults))
+    # each method's options in a section of its own; an option several methods share is listed
+    # under the first of them (its help names the others and their defaults)
+    from .methods import METHODS, RENAMED_OPTIONS
+
+    table = _method_option_table()
+    old_names = {new: old for old, new in RENAMED_OPTIONS.items()}
+    for mname in _method_names():
+        fields = list(METHODS[mname].config_cls.model_fields)
+        own = [n for n in fields if table[n]["first"] == mname]
+        shared = [n for n in fields if table[n]["first"] != mname]
+        desc = ("also takes " + ", ".join(_opt(n) for n in shared) + " (listed above)") if shared else None
+        if not fields:
+            desc = "no options"
+        mg = t.add_argument_group(f"{mname} options", desc)
+        for name in own:
+            entry = table[name]
+            if len(entry["methods"]) > 1:
+                defaults = ", ".join(f"{m} {_show_default(d)}" for m, d in entry["defaults"].items())
+            else:
+                defaults = entry["defaults"][mname]
+            flags = [_opt(name)] + ([_opt(old_names[name])] if name in old_names else [])
+            mg.add_argument(*flags, dest=f"m_{name}", default=None, metavar=name.upper().replace("_", "-"),
+                            help=_with_default(entry["help"], name, defaults)
+                            + (f" [{_opt(old_names[name])}: deprecated spelling]" if name in old_names else ""))
     _add_config_fields(t, EvalConfig, skip={"device", "seed"}, group_title="evaluation (after training; --seed here is the training seed)")
 
     e = sub.add_parser("evaluate", allow_abbrev=False, help="evaluate a run: k-NN, probes, GMM; metrics.json and report")
@@ -149,11 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _collect(args, cls, prefix: str = "") -> dict:
+    """The options of config ``cls`` given on the command line, converted from text to their types."""
+    from .config import from_text
+
     out = {}
-    for f in dataclasses.fields(cls):
-        v = getattr(args, prefix + f.name, None)
+    for name in cls.model_fields:
+        v = getattr(args, prefix + name, None)
         if v is not None:
-            out[f.name] = v
+            out[name] = from_text(cls, name, v)
     return out
 
 
@@ -202,18 +228,25 @@ def cmd_train(args) -> int:
                     raise SimvaeError(f"section '{section}' of {args.config} must be a JSON object")
                 values.setdefault(section, {}).update(opts)
         if method_opts:
+            from .config import from_text
+            from .methods import METHODS
+
             method = values.get("train", {}).get("method", "simvae") if isinstance(values.get("train"), dict) else "simvae"
             table = _method_option_table()
             for k in method_opts:
                 if k in table and method not in table[k]["methods"]:
                     raise SimvaeError(f"option {_opt(k)} does not apply to method '{method}' "
                                       f"(it applies to {', '.join(table[k]['methods'])})")
+            if method in METHODS:
+                method_opts = {k: from_text(METHODS[method].config_cls, k, v) for k, v in method_opts.items()}
             if not isinstance(values.get("method", {}), dict):
                 raise SimvaeError(f"section 'method' of {args.config} must be a JSON object")
             values.setdefault("method", {}).update(method_opts)
         run = build_run_config(values, where=f"config file {args.config}" if args.config else "options")
         out = Path(args.out) if args.out else Path("runs") / f"{run.train.dataset}-{run.train.method}-{time.strftime('%Y%m%d-%H%M%S')}"
     args.run_dir = out  # the folder named by the Ctrl-C hint in main()
+    for note in getattr(args, "notes", []):
+        print(note, file=sys.stderr)
     summary = train(run, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet,
                     on_start=None if args.quiet else _startup_line)
     args.trained = True
@@ -280,14 +313,15 @@ def cmd_methods(args) -> int:
     from .methods import METHODS
 
     width = min(100, shutil.get_terminal_size().columns)
-    for name, cls in sorted(METHODS.items()):
+    for name in _method_names():
+        cls = METHODS[name]
         doc = (sys.modules[cls.__module__].__doc__ or "").strip()
         about = " ".join(doc.split("\n\n")[0].split())  # the first paragraph, whatever its line breaks
         print(textwrap.fill(f"{name}: {about}", width, subsequent_indent="    "))
         lr = f"Adam learning rate (default: {_show_default(cls.default_lr)}" + "".join(
             f"; {d} {_show_default(v)}" for d, v in sorted(cls.default_lr_by_dataset.items())) + ")"
-        rows = [("--lr", lr)] + [(_opt(f.name), _with_default(f.metadata.get("help", ""), f.name, f.default))
-                                  for f in dataclasses.fields(cls.config_cls)]
+        rows = [("--lr", lr)] + [(_opt(n), _with_default(f.description or "", n, f.default))
+                                  for n, f in cls.config_cls.model_fields.items()]
         for opt, help_ in rows:
             print(textwrap.fill(help_, width, initial_indent=f"    {opt:24s}", subsequent_indent=" " * 28))
         print()
@@ -318,6 +352,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from .methods import RENAMED_OPTIONS
+
+    given = argv if argv is not None else sys.argv[1:]
+    # printed once the options are known to be valid (a refused command line stays one line)
+    args.notes = [f"simvae: note: {_opt(old)} is now {_opt(new)} (the old spelling works until the next release)"
+                  for old, new in RENAMED_OPTIONS.items()
+                  if any(a == _opt(old) or a.startswith(_opt(old) + "=") for a in given)]
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare, "methods": cmd_methods}[args.command](args)
     except SimvaeError as e:

@@ -1,23 +1,24 @@
-"""Typed configuration with strict parsing.
+"""Typed, strict configuration on pydantic v2.
 
-Every config is a dataclass. ``parse_config`` builds one from a plain mapping
-(a JSON file, CLI options) and refuses unknown keys (suggesting the closest
-valid name), wrong types and impossible values, so a typo never silently falls
-back to a default.
+Every config is a ``Config`` (a pydantic model that forbids unknown keys, converts nothing
+implicitly and refuses non-finite numbers); its ``check()`` adds the value rules. Values from a
+JSON file or the Python API are taken strictly (``"epochs": "1"`` is refused); values typed on
+the command line are text and are converted by their field's type first (``from_text``). Every
+failure is a one-line ``ConfigError`` naming the key, what it must be and what it got, with the
+closest valid name for an unknown key.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import math
-import types
 import typing
-from typing import Any, Literal, Mapping, TypeVar, get_args, get_origin
+from typing import Any, Mapping, TypeVar
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, model_validator
 
 from .errors import ConfigError
 
-T = TypeVar("T")
+T = TypeVar("T", bound="Config")
 
 
 def suggest(name: str, valid: typing.Iterable[str]) -> str:
@@ -26,114 +27,110 @@ def suggest(name: str, valid: typing.Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _type_name(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in get_args(tp))
-    if tp is type(None):
-        return "null"
-    return getattr(tp, "__name__", str(tp))
-
-
-def coerce(key: str, value: Any, tp: Any) -> Any:
-    """Check (and, for strings from the command line, convert) one value."""
-    origin = get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return coerce(key, value, arg)
-            except ConfigError as e:
-                errors.append(e)
-        if len(errors) == 1:  # Optional[X]: X's own message says more
-            raise errors[0]
-        raise ConfigError(f"'{key}' must be {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        choices = get_args(tp)
-        if value in choices:
-            return value
-        raise ConfigError(f"'{key}' must be {_type_name(tp)}, got {value!r}{suggest(value, map(str, choices))}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.lower() in ("true", "yes", "1", "on")
-        raise ConfigError(f"'{key}' must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"'{key}' must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"'{key}' must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"'{key}' must be a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            try:
-                out = float(value)
-            except OverflowError:
-                raise ConfigError(f"'{key}' must be a finite number, got an integer too large for a float") from None
-        elif isinstance(value, str):
-            try:
-                out = float(value)
-            except ValueError:
-                raise ConfigError(f"'{key}' must be a number, got {value!r}") from None
-        else:
-            raise ConfigError(f"'{key}' must be a number, got {value!r}")
-        if not math.isfinite(out):
-            raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
-        return out
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"'{key}' must be a string, got {value!r}")
-    raise TypeError(f"unsupported config type {tp!r} for {key}")
-
-
-def parse_config(cls: type[T], values: Mapping[str, Any], where: str = "config") -> T:
-    """Build dataclass ``cls`` from ``values``: strict keys, checked types, then ``validate()``."""
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{where} must be a mapping of keys to values, got {type(values).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    kwargs = {}
-    for key, value in values.items():
-        if not isinstance(key, str) or key not in fields:
-            raise ConfigError(f"unknown key {key!r} in {where}{suggest(key, fields)}; valid keys: {', '.join(fields)}")
-        kwargs[key] = coerce(key, value, hints[key])
-    obj = cls(**kwargs)
-    validate = getattr(obj, "validate", None)
-    if validate is not None:
-        validate()
-    return obj
-
-
 def require(cond: bool, message: str) -> None:
     """Raise a ConfigError with ``message`` unless ``cond``."""
     if not cond:
         raise ConfigError(message)
 
 
-def field_help(cls: type) -> dict[str, str]:
-    """The ``help`` metadata of each field (used to document CLI options)."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+class Config(BaseModel):
+    """Base of every config: strict types, no unknown keys, finite numbers; ``check()`` for rules."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_assignment=False)
+
+    def check(self) -> None:
+        """Value rules beyond the types (raise ConfigError through ``require``)."""
+
+    @model_validator(mode="after")
+    def _check(self):
+        self.check()
+        return self
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
-    return dataclasses.asdict(obj)
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _one_line(error: ValidationError, cls: type[Config], where: str) -> str:
+    e = error.errors()[0]
+    key = str(e["loc"][0]) if e["loc"] else "?"
+    value = e.get("input")
+    kind = e["type"]
+    field = cls.model_fields.get(key)
+    if kind == "extra_forbidden":
+        return f"unknown key {key!r} in {where}{suggest(key, cls.model_fields)}; valid keys: {', '.join(cls.model_fields)}"
+    if kind == "finite_number":
+        return f"'{key}' must be a finite number, got {value!r}"
+    if kind == "literal_error" and field is not None:
+        choices = [a for a in typing.get_args(field.annotation) if a is not None]
+        flat = [c for a in choices for c in (typing.get_args(a) or (a,))]
+        return f"'{key}' must be {_type_name(field.annotation)}, got {value!r}{suggest(value, map(str, flat))}"
+    what = _type_name(field.annotation) if field is not None else e["msg"]
+    if what.endswith(" or null"):
+        what = what[: -len(" or null")]
+    return f"'{key}' must be {what}, got {value!r}"
+
+
+def parse_config(cls: type[T], values: Mapping[str, Any], where: str = "config") -> T:
+    """Build config ``cls`` strictly from ``values``: raises a one-line ConfigError for an unknown
+    key (with the closest valid one), a value of the wrong type, or a value its rules refuse."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {type(values).__name__}")
+    for key in values:
+        if not isinstance(key, str) or key not in cls.model_fields:
+            raise ConfigError(f"unknown key {key!r} in {where}{suggest(key, cls.model_fields)}; "
+                              f"valid keys: {', '.join(cls.model_fields)}")
+    try:
+        return cls.model_validate(dict(values))
+    except ValidationError as e:
+        raise ConfigError(_one_line(e, cls, where)) from None
+
+
+def from_text(cls: type[Config], key: str, text: str) -> Any:
+    """A command-line value (text) converted to field ``key``'s type: numbers and booleans
+    (true/false, yes/no, on/off, 1/0) are parsed, 'none' or 'null' give None where allowed.
+    Raises the same one-line ConfigError as ``parse_config``."""
+    field = cls.model_fields[key]
+    if not isinstance(text, str):
+        return text
+    allows_none = type(None) in typing.get_args(field.annotation)
+    if allows_none and text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        return TypeAdapter(field.annotation).validate_python(text, strict=False)
+    except ValidationError as e:
+        e0 = e.errors()[0]
+        what = _type_name(field.annotation)
+        if what.endswith(" or null"):
+            what = what[: -len(" or null")]
+        if e0["type"] == "finite_number":
+            return_msg = f"'{key}' must be a finite number, got {text!r}"
+        else:
+            return_msg = f"'{key}' must be {what}, got {text!r}"
+        raise ConfigError(return_msg) from None
+
+
+def field_help(cls: type[Config]) -> dict[str, str]:
+    """The description of each field (used to document CLI options)."""
+    return {name: f.description or "" for name, f in cls.model_fields.items()}
+
+
+def field_default(cls: type[Config], key: str) -> Any:
+    return cls.model_fields[key].default
+
+
+def to_dict(obj: Config) -> dict[str, Any]:
+    return obj.model_dump()
+
+
+def replace(obj: T, **changes: Any) -> T:
+    """A copy of ``obj`` with ``changes``, checked again."""
+    return type(obj).model_validate({**obj.model_dump(), **changes})

@@ -9,45 +9,41 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from .config import parse_config, require, suggest
+from .config import Config, parse_config, replace, require, suggest
 from .data.datasets import DATASETS
 from .errors import ConfigError
 
+from pydantic import Field  # noqa: E402
 
-@dataclass
-class TrainConfig:
-    dataset: str = field(default="fashion-mnist", metadata={"help": "data set: " + ", ".join(DATASETS)})
-    method: str = field(default="simvae", metadata={"help": "method to train (see `simvae methods`)"})
-    epochs: int = field(default=2, metadata={"help": "training epochs (the paper trains 400; 2 is the quick demo)"})
-    views_per_step: int | None = field(default=None, metadata={
-        "help": "samples per optimiser step, counted in views, across all processes (paper A.7.4: 128 for every method "
-                "and every J); images per step = this // views per image (at least 1). Default 128 unless --batch-size is given"})
-    batch_size: int | None = field(default=None, metadata={
-        "help": "images per step (each with its J views), across all processes: the alternative to --views-per-step"})
-    lr: float | None = field(default=None, metadata={"help": "Adam learning rate (default: the method's paper value, 8e-5; VICReg 1e-4)"})
-    latent_dim: int | None = field(default=None, metadata={"help": "latent/representation size (default: 10 for MNIST/Fashion)"})
-    seed: int = field(default=0, metadata={"help": "seed for initialisation, shuffling, augmentation and sampling"})
-    train_subset: int | None = field(default=None, metadata={"help": "train on the first N training images only"})
-    data_dir: str | None = field(default=None, metadata={"help": "folder holding the data set's files"})
-    binarize: bool | None = field(default=None, metadata={"help": "binarise images at 0.5 (default: on for MNIST, off otherwise)"})
-    download: bool = field(default=True, metadata={"help": "download the data set with torchvision if not found"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
-    precision: Literal["auto", "fp32", "bf16"] = field(default="auto", metadata={
-        "help": "auto: bf16 autocast on CUDA GPUs that support it and on CPUs with native bf16 (AVX-512 BF16 or AMX), "
-                "fp32 elsewhere; bf16 where the CPU only emulates it runs many times slower (a warning says so)"})
-    bf16: bool | None = field(default=None, metadata={"help": "deprecated: use --precision bf16 / fp32"})
-    compile: bool = field(default=False, metadata={"help": "torch.compile the method"})
-    checkpoint_every: int = field(default=1, metadata={"help": "write a checkpoint every N epochs"})
-    checkpoint_every_steps: int = field(default=0, metadata={"help": "also every N steps (0: off)"})
-    checkpoint_minutes: float = field(default=10.0, metadata={"help": "also when this many minutes passed since the last (0: off)"})
-    divergence_check_every: int = field(default=0, metadata={
-        "help": "check the loss for NaN/inf every N steps; 0: every step on CPU (free), every 25 on a GPU (a check waits for it)"})
 
-    def validate(self) -> None:
+class TrainConfig(Config):
+    dataset: str = Field("fashion-mnist", description="data set: " + ", ".join(DATASETS))
+    method: str = Field("simvae", description="method to train (see `simvae methods`)")
+    epochs: int = Field(2, description="training epochs (the paper trains 400; 2 is the quick demo)")
+    views_per_step: int | None = Field(None, description="samples per optimiser step, counted in views, across all processes (paper A.7.4: 128 for every method "
+                "and every J); images per step = this // views per image (at least 1). Default 128 unless --batch-size is given")
+    batch_size: int | None = Field(None, description="images per step (each with its J views), across all processes: the alternative to --views-per-step")
+    lr: float | None = Field(None, description="Adam learning rate (default: the method's paper value, 8e-5; VICReg 1e-4)")
+    latent_dim: int | None = Field(None, description="latent/representation size (default: 10 for MNIST/Fashion)")
+    seed: int = Field(0, description="seed for initialisation, shuffling, augmentation and sampling")
+    train_subset: int | None = Field(None, description="train on the first N training images only")
+    data_dir: str | None = Field(None, description="folder holding the data set's files")
+    binarize: bool | None = Field(None, description="binarise images at 0.5 (default: on for MNIST, off otherwise)")
+    download: bool = Field(True, description="download the data set with torchvision if not found")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA GPUs that support it and on CPUs with native bf16 (AVX-512 BF16 or AMX), "
+                "fp32 elsewhere; bf16 where the CPU only emulates it runs many times slower (a warning says so)")
+    bf16: bool | None = Field(None, description="deprecated: use --precision bf16 / fp32")
+    compile: bool = Field(False, description="torch.compile the method")
+    checkpoint_every: int = Field(1, description="write a checkpoint every N epochs")
+    checkpoint_every_steps: int = Field(0, description="also every N steps (0: off)")
+    checkpoint_minutes: float = Field(10.0, description="also when this many minutes passed since the last (0: off)")
+    divergence_check_every: int = Field(0, description="check the loss for NaN/inf every N steps; 0: every step on CPU (free), every 25 on a GPU (a check waits for it)")
+
+    def check(self) -> None:
         require(self.dataset in DATASETS, f"unknown data set '{self.dataset}'{suggest(self.dataset, DATASETS)}; choose from {', '.join(DATASETS)}")
         from .methods import METHODS
 
@@ -69,30 +65,26 @@ class TrainConfig:
                 f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
 
 
-@dataclass
-class EvalConfig:
-    max_train_images: int | None = field(default=None, metadata={
-        "help": "evaluate with the first N training images (default: all); the test set is always whole"})
-    val_size: int = field(default=10000, metadata={"help": "training images held out to choose k and stop the probes"})
-    knn_max_k: int = field(default=15, metadata={"help": "k-NN tries k = 1..this"})
-    probe_lr: float = field(default=3e-4, metadata={"help": "Adam learning rate of the probes"})
-    probe_batch_size: int = field(default=128, metadata={"help": "batch size of the probes"})
-    probe_max_epochs: int = field(default=200, metadata={"help": "most epochs of probe training"})
-    probe_patience: int = field(default=10, metadata={"help": "stop a probe after this many epochs without a better validation loss"})
-    probe_hidden: int | None = field(default=None, metadata={
-        "help": "hidden width of the MLP probe (default: the representation size, as the paper's code: 10 or 64)"})
-    paper_probes: bool = field(default=False, metadata={
-        "help": "also train the probes by the paper's protocol (probe_max_epochs fixed epochs on the whole training "
-                "set, scored once on test), reported under *_acc_paper_protocol keys"})
-    gmm_restarts: int = field(default=10, metadata={"help": "GMM initialisations (the paper uses 200)"})
-    gmm_max_iter: int = field(default=200, metadata={"help": "EM iterations per GMM initialisation"})
-    decoder_max_epochs: int = field(default=80, metadata={"help": "most epochs of the post-hoc decoder (discriminative methods)"})
-    decoder_patience: int = field(default=5, metadata={"help": "stop the post-hoc decoder after this many epochs without a better validation MSE"})
-    map_points: int = field(default=3000, metadata={"help": "test points in the 2-D t-SNE map"})
-    seed: int = field(default=0, metadata={"help": "seed of the split, probes, GMM and map"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+class EvalConfig(Config):
+    max_train_images: int | None = Field(None, description="evaluate with the first N training images (default: all); the test set is always whole")
+    val_size: int = Field(10000, description="training images held out to choose k and stop the probes")
+    knn_max_k: int = Field(15, description="k-NN tries k = 1..this")
+    probe_lr: float = Field(3e-4, description="Adam learning rate of the probes")
+    probe_batch_size: int = Field(128, description="batch size of the probes")
+    probe_max_epochs: int = Field(200, description="most epochs of probe training")
+    probe_patience: int = Field(10, description="stop a probe after this many epochs without a better validation loss")
+    probe_hidden: int | None = Field(None, description="hidden width of the MLP probe (default: the representation size, as the paper's code: 10 or 64)")
+    paper_probes: bool = Field(False, description="also train the probes by the paper's protocol (probe_max_epochs fixed epochs on the whole training "
+                "set, scored once on test), reported under *_acc_paper_protocol keys")
+    gmm_restarts: int = Field(10, description="GMM initialisations (the paper uses 200)")
+    gmm_max_iter: int = Field(200, description="EM iterations per GMM initialisation")
+    decoder_max_epochs: int = Field(80, description="most epochs of the post-hoc decoder (discriminative methods)")
+    decoder_patience: int = Field(5, description="stop the post-hoc decoder after this many epochs without a better validation MSE")
+    map_points: int = Field(3000, description="test points in the 2-D t-SNE map")
+    seed: int = Field(0, description="seed of the split, probes, GMM and map")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
 
-    def validate(self) -> None:
+    def check(self) -> None:
         require(self.max_train_images is None or self.max_train_images >= 10, f"max_train_images must be >= 10, got {self.max_train_images}")
         require(self.val_size >= 1, f"val_size must be >= 1, got {self.val_size}")
         require(self.knn_max_k >= 1, f"knn_max_k must be >= 1, got {self.knn_max_k}")
@@ -108,15 +100,14 @@ class EvalConfig:
         require(self.map_points >= 0, f"map_points must be >= 0, got {self.map_points}")
 
 
-@dataclass
+@dataclasses.dataclass
 class RunConfig:
     train: TrainConfig
-    method: Any  # the method's own config dataclass
+    method: Any  # the method's own Config
     eval: EvalConfig
 
     def to_dict(self) -> dict:
-        return {"train": dataclasses.asdict(self.train), "method": dataclasses.asdict(self.method),
-                "eval": dataclasses.asdict(self.eval)}
+        return {"train": self.train.model_dump(), "method": self.method.model_dump(), "eval": self.eval.model_dump()}
 
     def save(self, path: Path) -> None:
         tmp = Path(str(path) + ".tmp")
@@ -156,14 +147,14 @@ def build_run_config(values: Mapping[str, Any], where: str = "config") -> RunCon
             raise ConfigError(f"unknown section {key!r} in {where}{suggest(key, SECTIONS)}; valid sections: {', '.join(SECTIONS)}")
     train = parse_config(TrainConfig, values.get("train", {}), where=f"{where} section 'train'")
     if train.bf16 is not None:  # the old spelling: bf16 true/false -> precision bf16/fp32
-        train = dataclasses.replace(train, precision="bf16" if train.bf16 else "fp32", bf16=None)
+        train = replace(train, precision="bf16" if train.bf16 else "fp32", bf16=None)
     if train.views_per_step is None and train.batch_size is None:  # the paper's unit, made explicit in config.json
-        train = dataclasses.replace(train, views_per_step=DEFAULT_VIEWS_PER_STEP)
+        train = replace(train, views_per_step=DEFAULT_VIEWS_PER_STEP)
     method = method_config(train.method, values.get("method", {}))
     if train.lr is None:  # resolve to the method's default on this dataset so the saved config is complete
         from .methods import METHODS
 
-        train = dataclasses.replace(train, lr=METHODS[train.method].lr_for(train.dataset))
+        train = replace(train, lr=METHODS[train.method].lr_for(train.dataset))
     ev = parse_config(EvalConfig, values.get("eval", {}), where=f"{where} section 'eval'")
     return RunConfig(train, method, ev)
 

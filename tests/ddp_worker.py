@@ -23,8 +23,8 @@ METHOD_OPTIONS = {
     "beta-vae": {},
     "cr-vae": {},               # noise consumed in the order drawn
     "simclr": {"n_views": 3},   # J > 2: every other view of the same image is a positive
-    "moco": {"moco_queue_size": 16},    # keys gathered from every process into the queue
-    "mocov2": {"moco_queue_size": 16},
+    "moco": {"queue_size": 16},    # keys gathered from every process into the queue
+    "mocov2": {"queue_size": 16},
     "vicreg": {"n_views": 2},   # BatchNorm in the expander, batch statistics in the loss
     "random": {},
 }

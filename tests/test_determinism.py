@@ -21,7 +21,7 @@ from simvae.train import train
 pytestmark = pytest.mark.usefixtures("float32")  # whatever the default dtype other test modules left
 
 METHOD_OPTIONS = {"simvae": {"n_views": 3}, "vae": {}, "simclr": {}, "vicreg": {"head_hidden": 32, "head_out": 16},
-                  "moco": {"moco_queue_size": 64}}
+                  "moco": {"queue_size": 64}}
 TINY_EVAL = {"val_size": 32, "knn_max_k": 5, "probe_max_epochs": 4, "probe_patience": 2, "probe_hidden": 16,
              "probe_batch_size": 32, "gmm_restarts": 2, "gmm_max_iter": 30, "map_points": 0, "device": "cpu"}
 

@@ -83,8 +83,8 @@ def test_help_documents_every_option():
     r = run_cli("train", "--help")
     assert r.returncode == 0
     text = " ".join(r.stdout.split())
-    names = [f.name for f in dataclasses.fields(TrainConfig)] + list(_method_option_table())
-    names += [f.name for f in dataclasses.fields(EvalConfig) if f.name not in ("seed", "device")]
+    names = list(TrainConfig.model_fields) + list(_method_option_table())
+    names += [f for f in EvalConfig.model_fields if f not in ("seed", "device")]
     for name in names:
         assert "--" + name.replace("_", "-") in text, name
     top = run_cli("--help")

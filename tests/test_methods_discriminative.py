@@ -69,7 +69,7 @@ def test_simclr_and_vicreg_take_j_views():
 def test_defaults_follow_the_paper():
     assert build_method("simclr", SPEC, {}).cfg.temperature == 0.7
     v = build_method("vicreg", SPEC, {}).cfg
-    assert (v.vicreg_invariance, v.vicreg_variance, v.vicreg_covariance) == (25.0, 25.0, 1.0)
+    assert (v.invariance_weight, v.variance_weight, v.covariance_weight) == (25.0, 25.0, 1.0)
     assert build_method("random", SPEC, {}).n_views == 1
     with pytest.raises(ConfigError):
         build_method("simclr", SPEC, {"temperature": -1})
@@ -109,7 +109,7 @@ def test_training_loop_end_to_end(tmp_path):
                      torch.zeros(4, dtype=torch.long), ["a"], "test")
     for name in DISCRIMINATIVE:
         run = build_run_config({"train": {"method": name, "batch_size": 8, "epochs": 1, "device": "cpu"},
-                                "method": {"moco_queue_size": 12} if name.startswith("moco") else {}})
+                                "method": {"queue_size": 12} if name.startswith("moco") else {}})
         summary = train(run, tmp_path / name, data=data, progress=False)
         assert summary["steps"] == 2 and summary["method"] == name
         ckpt = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)

@@ -65,7 +65,7 @@ def test_defaults_and_heads(name, temperature, head):
 @pytest.mark.parametrize("name", ["moco", "mocov2"])
 def test_step_enqueues_keys_and_moves_the_key_encoder(name):
     torch.manual_seed(0)
-    m = build_method(name, SPEC, {"moco_queue_size": 6, "moco_momentum": 0.5})
+    m = build_method(name, SPEC, {"queue_size": 6, "momentum": 0.5})
     opt = torch.optim.SGD(m.trainable_parameters(), lr=0.5)
     batch = batch_of(4)
     queue0 = m.queue.clone()
@@ -94,7 +94,7 @@ def test_step_enqueues_keys_and_moves_the_key_encoder(name):
 
 
 def test_eval_forward_does_not_enqueue():
-    m = build_method("moco", SPEC, {"moco_queue_size": 8}).eval()
+    m = build_method("moco", SPEC, {"queue_size": 8}).eval()
     queue0 = m.queue.clone()
     with torch.no_grad():
         m(batch_of(4))
@@ -104,7 +104,7 @@ def test_eval_forward_does_not_enqueue():
 
 def test_loss_uses_the_queue_as_negatives():
     torch.manual_seed(0)
-    m = build_method("moco", SPEC, {"moco_queue_size": 8})
+    m = build_method("moco", SPEC, {"queue_size": 8})
     batch = batch_of(4)
     with torch.no_grad():
         base = m(batch)["loss"].item()
@@ -116,7 +116,7 @@ def test_loss_uses_the_queue_as_negatives():
 def test_config_validation():
     from simvae.errors import ConfigError
 
-    for bad in ({"temperature": 0}, {"moco_momentum": 1.5}, {"moco_queue_size": 0}, {"head_hidden": 8}):
+    for bad in ({"temperature": 0}, {"momentum": 1.5}, {"queue_size": 0}, {"head_hidden": 8}):
         with pytest.raises(ConfigError):
             build_method("moco", SPEC, bad)
     with pytest.raises(ConfigError):

@@ -116,7 +116,7 @@ def test_simvae_forward_terms_finite(simvae_model, data, b, j, prior):
 
     views = data.draw(tensor((b, j, 1, 28, 28), 0.0, 1.0))
     noise = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1)))
-    simvae_model.cfg = dataclasses.replace(simvae_model.cfg, prior=prior, n_views=j)
+    simvae_model.cfg = simvae_model.cfg.model_copy(update={"prior": prior, "n_views": j})
     with torch.no_grad():
         terms = simvae_model(Batch(views[:, 0], views, lambda k, dim: torch.randn(b * k, dim, generator=noise)))
     assert set(terms) == {"loss", "log_lik", "entropy", "log_prior"}
@@ -195,9 +195,9 @@ def test_nt_xent_is_not_invariant_to_breaking_the_groups():
 def _field_names() -> list[str]:
     from simvae.methods import METHODS
 
-    names = {f.name for cls in (TrainConfig, EvalConfig) for f in dataclasses.fields(cls)}
+    names = {f for cls in (TrainConfig, EvalConfig) for f in cls.model_fields}
     for cls in METHODS.values():
-        names |= {f.name for f in dataclasses.fields(cls.config_cls)}
+        names |= set(cls.config_cls.model_fields)
     return sorted(names)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +143,7 @@ QUICK_EVAL = {"max_train_images": 10000, "val_size": 2000, "probe_max_epochs": 5
 
 def eval_config_for(run, overrides: dict | None = None, quick: bool = False) -> EvalConfig:
     """The evaluation settings of a loaded run: its config's, the quick preset, then ``overrides``."""
-    values = {**asdict(run.config.eval), **(QUICK_EVAL if quick else {}), **(overrides or {})}
+    values = {**run.config.eval.model_dump(), **(QUICK_EVAL if quick else {}), **(overrides or {})}
     return parse_config(EvalConfig, values, where="evaluation options")
 
 
@@ -177,7 +176,7 @@ def evaluate_loaded(run, cfg: EvalConfig, log=None) -> dict:
             metrics["posthoc_decoder_capped"] = bool(getattr(decoder, "epochs", 0) and
                                                      getattr(decoder, "epochs", 0) == getattr(decoder, "max_epochs", -1))
     metrics["eval_seconds"] = round(time.monotonic() - t0, 2)
-    metrics["eval_config"] = asdict(cfg)
+    metrics["eval_config"] = cfg.model_dump()
     return metrics
 
 

@@ -9,14 +9,41 @@ from .base import METHODS, Batch, Method, ModelSpec, register
 __all__ = ["METHODS", "Batch", "Method", "ModelSpec", "register", "build_method", "method_config"]
 
 
+# Method options renamed in simvae 0.2 (no method-name prefixes): the old names are read, with a
+# one-line note, for one release.
+RENAMED_OPTIONS = {"crvae_lambda": "consistency_weight", "moco_momentum": "momentum", "moco_queue_size": "queue_size",
+                   "vicreg_invariance": "invariance_weight", "vicreg_variance": "variance_weight",
+                   "vicreg_covariance": "covariance_weight"}
+
+
+def renamed(options: dict, where: str = "config", notes: list | None = None) -> dict:
+    """``options`` with old option names replaced by the new ones; each rename is announced once on
+    stderr (or appended to ``notes``)."""
+    import sys
+
+    out = {}
+    for key, value in options.items():
+        new = RENAMED_OPTIONS.get(key) if isinstance(key, str) else None
+        if new is not None and new not in options:
+            msg = f"simvae: note: option '{key}' in {where} is now '{new}' (the old name is read until the next release)"
+            (notes.append(msg) if notes is not None else print(msg, file=sys.stderr))
+            key = new
+        out[key] = value
+    return out
+
+
 def method_config(name: str, options: dict | None = None):
-    """The typed config of method ``name`` from a mapping of its options (strict)."""
+    """The typed config of method ``name`` from a mapping of its options (strict; old option
+    names are renamed with a note). Raises ConfigError."""
     from ..config import parse_config, suggest
     from ..errors import ConfigError
 
     if name not in METHODS:
         raise ConfigError(f"unknown method '{name}'{suggest(name, METHODS)}; choose from {', '.join(sorted(METHODS))}")
-    return parse_config(METHODS[name].config_cls, {} if options is None else options, where=f"options of method '{name}'")
+    options = {} if options is None else options
+    if isinstance(options, dict):
+        options = renamed(options, f"the options of method '{name}'")
+    return parse_config(METHODS[name].config_cls, options, where=f"options of method '{name}'")
 
 
 def build_method(name: str, spec: ModelSpec, options: dict | None = None) -> Method:

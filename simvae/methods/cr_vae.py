@@ -7,7 +7,7 @@ on the un-augmented image x and one augmentation t(x) (the loss is -L, batch mea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pydantic import Field
 
 import torch
 
@@ -17,17 +17,16 @@ from .base import Batch, register
 from .latent import LatentVariableMethod, LikelihoodConfig
 
 
-@dataclass
 class CRVAEConfig(LikelihoodConfig):
-    crvae_lambda: float = field(default=0.1, metadata={"help": "weight lambda of CR-VAE's consistency KL"})
+    consistency_weight: float = Field(0.1, description="weight lambda of CR-VAE's consistency KL")
 
     @property
     def n_views(self) -> int:
         return 1
 
-    def validate(self) -> None:
-        super().validate()
-        require(self.crvae_lambda >= 0, f"crvae_lambda must be >= 0, got {self.crvae_lambda}")
+    def check(self) -> None:
+        super().check()
+        require(self.consistency_weight >= 0, f"consistency_weight must be >= 0, got {self.consistency_weight}")
 
 
 @register
@@ -50,6 +49,6 @@ class CRVAE(LatentVariableMethod):
         kl_prior = kl_standard_normal(mu, logvar)
         elbo = (log_lik - kl_prior).view(2, b).sum(0)
         consistency = kl_gaussians(mu[b:], logvar[b:], mu[:b], logvar[:b])  # KL(q(z|t(x)) || q(z|x))
-        loss = -(elbo - self.cfg.crvae_lambda * consistency).mean()
+        loss = -(elbo - self.cfg.consistency_weight * consistency).mean()
         return {"loss": loss, "log_lik": log_lik.view(2, b).sum(0).mean(), "kl": kl_prior.view(2, b).sum(0).mean(),
                 "consistency": consistency.mean()}

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pydantic import Field
 from typing import Literal
 
 import torch
 
-from ..config import require
+from ..config import Config, require
 from ..nets import build_decoder, build_encoder
 from ..objectives.elbo import bernoulli_log_likelihood, gaussian_log_likelihood, reparameterize
 from .base import Method, ModelSpec, eval_mode
 
 
-@dataclass
-class LikelihoodConfig:
-    likelihood: Literal["gaussian", "bernoulli"] = field(
-        default="gaussian", metadata={"help": "p(x|z): Gaussian with fixed variance, or Bernoulli (binarised data)"})
-    likelihood_var: float = field(default=0.02, metadata={"help": "variance sigma_x^2 of the Gaussian likelihood"})
+class LikelihoodConfig(Config):
+    likelihood: Literal["gaussian", "bernoulli"] = Field("gaussian", description="p(x|z): Gaussian with fixed variance, or Bernoulli (binarised data)")
+    likelihood_var: float = Field(0.02, description="variance sigma_x^2 of the Gaussian likelihood")
 
-    def validate(self) -> None:
+    def check(self) -> None:
         require(self.likelihood_var > 0, f"likelihood_var must be > 0, got {self.likelihood_var}")
 
 

@@ -23,21 +23,26 @@ Choices (documented, not stated in the SimVAE paper):
   number of training images: an image whose stale key is still queued when it comes
   back is its own negative. With 60k images and batch 128 the queue holds the last 32
   steps' keys;
-- no shuffled BatchNorm (the MLP encoders have no BatchNorm); the key encoder's BatchNorm
-  buffers, where a network has them, keep their own running statistics;
+- no shuffled BatchNorm (He et al. 2020, §3.3). Shuffling exists to stop per-process
+  BatchNorm statistics from leaking which key belongs to which query; here every BatchNorm
+  (the conv nets, ``nets/norm.py``) uses the statistics of the *global* batch, which a
+  permutation of the keys across processes leaves unchanged, so a shuffle would be a no-op.
+  (The leak through global-batch statistics is the same on one process, as in single-GPU
+  MoCo; a per-process "split" BatchNorm would be the way to remove it.) The key encoder's
+  BatchNorm buffers keep their own running statistics;
 - the queue starts as random unit vectors, as in the original.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from pydantic import Field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import require
+from ..config import Config, require
 from ..nets.heads import mocov2_head
 from ..dist import gather_no_grad
 from ..objectives.infonce import moco_infonce_loss
@@ -63,30 +68,28 @@ def fifo_enqueue(queue: torch.Tensor, ptr: int, keys: torch.Tensor) -> int:
     return int((ptr + n) % size)
 
 
-@dataclass
-class MoCoConfig:
-    temperature: float = field(default=0.7, metadata={"help": "temperature T of the InfoNCE softmax (paper: 0.7 MoCo, 0.2 MoCo v2)"})
-    moco_momentum: float = field(default=0.99, metadata={"help": "momentum m of the key encoder: theta_k <- m theta_k + (1-m) theta_q"})
-    moco_queue_size: int = field(default=4096, metadata={"help": "negative keys in the FIFO queue; keep well below the training set size"})
+class MoCoConfig(Config):
+    temperature: float = Field(0.7, description="temperature T of the InfoNCE softmax (paper: 0.7 MoCo, 0.2 MoCo v2)")
+    momentum: float = Field(0.99, description="momentum m of the key encoder: theta_k <- m theta_k + (1-m) theta_q")
+    queue_size: int = Field(4096, description="negative keys in the FIFO queue; keep well below the training set size")
 
     @property
     def n_views(self) -> int:
         return 2
 
-    def validate(self) -> None:
+    def check(self) -> None:
         validate_temperature(self.temperature)
-        require(0.0 <= self.moco_momentum <= 1.0, f"moco_momentum must be in [0, 1], got {self.moco_momentum}")
-        require(self.moco_queue_size >= 1, f"moco_queue_size must be >= 1, got {self.moco_queue_size}")
+        require(0.0 <= self.momentum <= 1.0, f"momentum must be in [0, 1], got {self.momentum}")
+        require(self.queue_size >= 1, f"queue_size must be >= 1, got {self.queue_size}")
 
 
-@dataclass
 class MoCoV2Config(MoCoConfig):
-    temperature: float = field(default=0.2, metadata={"help": "temperature T of the InfoNCE softmax (paper: 0.7 MoCo, 0.2 MoCo v2)"})
-    head_hidden: int = field(default=512, metadata={"help": "hidden width of the projection head"})
-    head_out: int = field(default=128, metadata={"help": "output size of the projection head"})
+    temperature: float = Field(0.2, description="temperature T of the InfoNCE softmax (paper: 0.7 MoCo, 0.2 MoCo v2)")
+    head_hidden: int = Field(512, description="hidden width of the projection head")
+    head_out: int = Field(128, description="output size of the projection head")
 
-    def validate(self) -> None:
-        super().validate()
+    def check(self) -> None:
+        super().check()
         validate_head(self.head_hidden, self.head_out)
 
 
@@ -100,7 +103,7 @@ class MoCo(EncoderMethod):
         self.head, key_dim = self.build_head(spec.latent_dim)
         self.key_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.key_head = copy.deepcopy(self.head).requires_grad_(False)
-        self.register_buffer("queue", F.normalize(torch.randn(cfg.moco_queue_size, key_dim), dim=1))
+        self.register_buffer("queue", F.normalize(torch.randn(cfg.queue_size, key_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self._pending_keys: torch.Tensor | None = None
 
@@ -126,8 +129,8 @@ class MoCo(EncoderMethod):
 
     @torch.no_grad()
     def after_step(self) -> None:
-        momentum_update(self.key_encoder, self.encoder, self.cfg.moco_momentum)
-        momentum_update(self.key_head, self.head, self.cfg.moco_momentum)
+        momentum_update(self.key_encoder, self.encoder, self.cfg.momentum)
+        momentum_update(self.key_head, self.head, self.cfg.momentum)
         if self._pending_keys is not None:
             ptr = fifo_enqueue(self.queue, int(self.queue_ptr), self._pending_keys)
             self.queue_ptr.fill_(ptr)

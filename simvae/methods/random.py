@@ -9,21 +9,20 @@ one epoch is enough.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
+from ..config import Config
 from .base import Batch, register
 from .discriminative import EncoderMethod
 
 
-@dataclass
-class RandomConfig:
+class RandomConfig(Config):
     @property
     def n_views(self) -> int:
         return 1
 
-    def validate(self) -> None:
+    def check(self) -> None:
         pass
 
 

@@ -10,9 +10,9 @@ each image meets every other image of the step as a negative, as on one process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pydantic import Field
 
-from ..config import require
+from ..config import Config, require
 from ..nets.heads import simclr_head
 from ..dist import gather_with_grad
 from ..objectives.infonce import nt_xent_loss
@@ -20,14 +20,13 @@ from .base import Batch, register
 from .discriminative import EncoderMethod, full_precision, validate_head, validate_temperature
 
 
-@dataclass
-class SimCLRConfig:
-    n_views: int = field(default=2, metadata={"help": "J, augmented views per image (SimCLR: 2)"})
-    temperature: float = field(default=0.7, metadata={"help": "temperature T of the InfoNCE softmax (paper: 0.7)"})
-    head_hidden: int = field(default=512, metadata={"help": "hidden width of the projection head"})
-    head_out: int = field(default=128, metadata={"help": "output size of the projection head"})
+class SimCLRConfig(Config):
+    n_views: int = Field(2, description="J, augmented views per image (SimCLR: 2)")
+    temperature: float = Field(0.7, description="temperature T of the InfoNCE softmax (paper: 0.7)")
+    head_hidden: int = Field(512, description="hidden width of the projection head")
+    head_out: int = Field(128, description="output size of the projection head")
 
-    def validate(self) -> None:
+    def check(self) -> None:
         require(self.n_views >= 2, f"n_views must be >= 2 for SimCLR, got {self.n_views}")
         validate_temperature(self.temperature)
         validate_head(self.head_hidden, self.head_out)

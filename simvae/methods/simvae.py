@@ -8,7 +8,7 @@ The loss is -ELBO_SSL averaged over the groups of the batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pydantic import Field
 from typing import Literal
 
 from ..config import require
@@ -17,15 +17,14 @@ from .base import Batch, register
 from .latent import LatentVariableMethod, LikelihoodConfig
 
 
-@dataclass
 class SimVAEConfig(LikelihoodConfig):
-    n_views: int = field(default=10, metadata={"help": "J, augmented views per image"})
-    prior_var: float = field(default=0.15, metadata={"help": "variance s^2 of p(z|y)"})
-    prior: Literal["uniform", "gaussian"] = field(default="uniform", metadata={"help": "p(psi): uniform (paper) or Gaussian N(0, g^2 I)"})
-    psi_var: float = field(default=1.0, metadata={"help": "variance g^2 of a Gaussian p(psi)"})
+    n_views: int = Field(10, description="J, augmented views per image")
+    prior_var: float = Field(0.15, description="variance s^2 of p(z|y)")
+    prior: Literal["uniform", "gaussian"] = Field("uniform", description="p(psi): uniform (paper) or Gaussian N(0, g^2 I)")
+    psi_var: float = Field(1.0, description="variance g^2 of a Gaussian p(psi)")
 
-    def validate(self) -> None:
-        super().validate()
+    def check(self) -> None:
+        super().check()
         require(self.n_views >= 1, f"n_views (J) must be >= 1, got {self.n_views}")
         require(self.n_views != 1, "SimVAE needs at least 2 views per image (n_views, got 1): with J = 1 its group prior "
                                    "term is identically 0 and it is a plain VAE; use --method vae for that")

@@ -7,7 +7,7 @@ Each image contributes ``n_views`` independent augmented samples (default 1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pydantic import Field
 
 from ..config import require
 from ..objectives.elbo import kl_standard_normal
@@ -15,24 +15,22 @@ from .base import Batch, register
 from .latent import LatentVariableMethod, LikelihoodConfig
 
 
-@dataclass
 class VAEConfig(LikelihoodConfig):
-    n_views: int = field(default=1, metadata={"help": "augmented samples per image"})
+    n_views: int = Field(1, description="augmented samples per image")
 
-    def validate(self) -> None:
-        super().validate()
+    def check(self) -> None:
+        super().check()
         require(self.n_views >= 1, f"n_views must be >= 1, got {self.n_views}")
 
 
-@dataclass
 class BetaVAEConfig(VAEConfig):
     # Not stated in the paper; chosen by benchmarks/ablation.py on a validation split of
     # Fashion-MNIST (README, "Values the paper leaves open"): validation k-NN 73.8 / 75.4 / 75.2 /
     # 74.8 / 74.3 / 74.2 for beta 0.01 / 0.05 / 0.1 / 0.25 / 0.5 / 1 at 2 epochs.
-    beta: float = field(default=0.05, metadata={"help": "weight of the KL term (paper: unstated; 0.05 chosen by a validation ablation, see README)"})
+    beta: float = Field(0.05, description="weight of the KL term (paper: unstated; 0.05 chosen by a validation ablation, see README)")
 
-    def validate(self) -> None:
-        super().validate()
+    def check(self) -> None:
+        super().check()
         require(self.beta > 0, f"beta must be > 0, got {self.beta}")
 
 

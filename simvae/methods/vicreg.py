@@ -11,11 +11,11 @@ time, as in the original); the loss's batch statistics use the gathered global b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pydantic import Field
 
 import torch
 
-from ..config import require
+from ..config import Config, require
 from ..nets.heads import vicreg_expander
 from ..dist import gather_with_grad
 from ..objectives.vicreg import vicreg_loss
@@ -23,18 +23,17 @@ from .base import Batch, register
 from .discriminative import EncoderMethod, full_precision, validate_head
 
 
-@dataclass
-class VICRegConfig:
-    n_views: int = field(default=2, metadata={"help": "J, augmented views per image (VICReg: 2)"})
-    vicreg_invariance: float = field(default=25.0, metadata={"help": "weight lambda of VICReg's invariance term"})
-    vicreg_variance: float = field(default=25.0, metadata={"help": "weight mu of VICReg's variance term (paper: 25)"})
-    vicreg_covariance: float = field(default=1.0, metadata={"help": "weight nu of VICReg's covariance term"})
-    head_hidden: int = field(default=512, metadata={"help": "hidden width of the expander"})
-    head_out: int = field(default=512, metadata={"help": "output size of the expander"})
+class VICRegConfig(Config):
+    n_views: int = Field(2, description="J, augmented views per image (VICReg: 2)")
+    invariance_weight: float = Field(25.0, description="weight lambda of VICReg's invariance term")
+    variance_weight: float = Field(25.0, description="weight mu of VICReg's variance term (paper: 25)")
+    covariance_weight: float = Field(1.0, description="weight nu of VICReg's covariance term")
+    head_hidden: int = Field(512, description="hidden width of the expander")
+    head_out: int = Field(512, description="output size of the expander")
 
-    def validate(self) -> None:
+    def check(self) -> None:
         require(self.n_views >= 2, f"n_views must be >= 2 for VICReg, got {self.n_views}")
-        for name in ("vicreg_invariance", "vicreg_variance", "vicreg_covariance"):
+        for name in ("invariance_weight", "variance_weight", "covariance_weight"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         validate_head(self.head_hidden, self.head_out)
 
@@ -54,6 +53,6 @@ class VICReg(EncoderMethod):
         h = self.view_features(batch)
         z = torch.stack([self.expander(h[:, v]) for v in range(h.shape[1])], dim=1)
         with full_precision(z.device):
-            terms = vicreg_loss(gather_with_grad(z.float()), self.cfg.vicreg_invariance,
-                                self.cfg.vicreg_variance, self.cfg.vicreg_covariance)
+            terms = vicreg_loss(gather_with_grad(z.float()), self.cfg.invariance_weight,
+                                self.cfg.variance_weight, self.cfg.covariance_weight)
         return terms

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .norm import GlobalBatchNorm2d
+
 ENCODER_STAGES = (32, 64, 128, 256)  # output channels; strides 1, 2, 2, 2
 DECODER_STAGES = (128, 64, 32, 16)  # each doubles the resolution
 STEM_CHANNELS = 16
@@ -46,12 +48,12 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.up = nn.Upsample(scale_factor=2, mode="nearest") if upsample else nn.Identity()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn1 = GlobalBatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        self.bn2 = GlobalBatchNorm2d(c_out)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = nn.Identity() if (c_in == c_out and stride == 1) else nn.Sequential(
-            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), GlobalBatchNorm2d(c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
@@ -67,7 +69,7 @@ class ConvEncoder(nn.Module):
         self.image_shape, self.out_dim = tuple(image_shape), out_dim
         # a 4x4 kernel keeps the size with padding 1 before and 2 after ('same')
         stem: list[nn.Module] = [nn.ZeroPad2d((1, 2, 1, 2)), nn.Conv2d(c, STEM_CHANNELS, 4, bias=False),
-                                 nn.BatchNorm2d(STEM_CHANNELS), nn.ReLU(inplace=True)]
+                                 GlobalBatchNorm2d(STEM_CHANNELS), nn.ReLU(inplace=True)]
         if size == 64:
             stem.append(nn.MaxPool2d(3, stride=2, padding=1))
         stages, c_in = [], STEM_CHANNELS

@@ -15,32 +15,9 @@ They are options of each method (``head_hidden``, ``head_out``).
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from ..dist import gather_with_grad, world_size
-
-
-class GlobalBatchNorm1d(nn.BatchNorm1d):
-    """BatchNorm1d whose training statistics are those of the global batch across DDP processes.
-
-    So that N processes take exactly the step of one process on the same global batch
-    (torch's SyncBatchNorm does this on CUDA only). Statistics are gathered with gradients:
-    y = (x - mean_global) / sqrt(var_global + eps) * weight + bias.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or world_size() == 1:
-            return super().forward(x)
-        xs = gather_with_grad(x)
-        mean, var = xs.mean(0), xs.var(0, unbiased=False)
-        with torch.no_grad():
-            n = xs.shape[0]
-            m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
-            self.running_mean.mul_(1 - m).add_(m * mean.detach())
-            self.running_var.mul_(1 - m).add_(m * var.detach() * n / max(n - 1, 1))
-            self.num_batches_tracked.add_(1)
-        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+from .norm import GlobalBatchNorm1d
 
 
 def projection_head(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2,

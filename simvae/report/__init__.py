@@ -7,7 +7,6 @@ Fractions are shown in percent throughout (reports, ``compare``, README).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -76,7 +75,7 @@ def build_run_report(run, metrics: dict, eval_cfg, figures: list[tuple[str, str]
         report.sections.append(Section(title, [Figure(fname, title)]))
     report.sections.append(Section("Configuration", [Code(json.dumps(cfg.to_dict(), indent=2), "json"),
                                                      Note("Evaluation settings:"),
-                                                     Code(json.dumps(asdict(eval_cfg), indent=2), "json")]))
+                                                     Code(json.dumps(eval_cfg.model_dump(), indent=2), "json")]))
     return report
 
 

@@ -133,7 +133,9 @@ def extend_run(out: str | Path, epochs: int) -> RunConfig:
         raise ConfigError(f"--epochs {epochs} must be more than the {state['epoch']} epochs {out} has already trained")
     if epochs == run.train.epochs:
         return run
-    new = dataclasses.replace(run, train=dataclasses.replace(run.train, epochs=epochs))
+    from ..config import replace
+
+    new = dataclasses.replace(run, train=replace(run.train, epochs=epochs))
     with open(out / HISTORY_NAME, "a") as fh:
         fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "after_epoch": state["epoch"],
                              "change": {"train.epochs": [run.train.epochs, epochs]}}) + "\n")

@@ -64,7 +64,7 @@ class Trainer:
         self._check_step_size(len(data.train_images))
         self.precision = resolve_precision(tc.precision, self.device)
         seed_everything(tc.seed)
-        self.method: Method = build_method(tc.method, model_spec(run, data.image_shape), _asdict(run.method)).to(self.device)
+        self.method: Method = build_method(tc.method, model_spec(run, data.image_shape), run.method.model_dump()).to(self.device)
         if self.device.type == "cuda":
             self.method.to(memory_format=torch.channels_last)  # conv weights in the tensor-core layout
         # fused Adam: one kernel for all parameters (Adam's step went 14 -> 2 ms per step on CPU)
@@ -254,9 +254,3 @@ class Trainer:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         tmp.replace(self.out / SUMMARY_NAME)
         return summary
-
-
-def _asdict(cfg) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
