@@ -235,3 +235,18 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+
+def run_two_processes(worker, tmp_path: Path, name: str = "result.pt"):
+    """Run ``worker(rank, world, init_file, out_file)`` on 2 forked gloo processes and return what
+    rank 0 saved to ``out_file`` (fork: the children need not import torch again; spawn costs
+    ~10 s on 2 cores). Skips where torch.distributed is not available."""
+    mp = pytest.importorskip("torch.multiprocessing")
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed not available")
+    out = tmp_path / name
+    mp.start_processes(worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True, start_method="fork")
+    return torch.load(out, weights_only=True)

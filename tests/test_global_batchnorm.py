@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import run_two_processes
 from simvae.nets.norm import GlobalBatchNorm1d, GlobalBatchNorm2d
 
 
@@ -49,14 +50,7 @@ def _worker(rank, world, init_file, out_file):
 
 @pytest.mark.slow
 def test_two_processes_normalise_as_one(tmp_path):
-    mp = pytest.importorskip("torch.multiprocessing")
-    import torch.distributed as dist
-
-    if not dist.is_available():
-        pytest.skip("torch.distributed not available")
-    out = tmp_path / "bn.pt"
-    mp.start_processes(_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True, start_method="fork")
-    got = torch.load(out, weights_only=True)
+    got = run_two_processes(_worker, tmp_path)
     for name, (x, _, ref_cls) in _problem().items():
         ref = _weights(ref_cls(x.shape[1]))
         xr = x.clone().requires_grad_(True)

@@ -5,6 +5,8 @@ import math
 
 import pytest
 import torch
+
+from conftest import run_two_processes
 import torch.nn.functional as F
 
 from simvae.dist import gather_no_grad, gather_with_grad
@@ -138,15 +140,7 @@ def _ddp_worker(rank, world, init_file, out_file):
 
 
 def test_two_processes_give_the_gradients_of_one(tmp_path):
-    mp = pytest.importorskip("torch.multiprocessing")
-    import torch.distributed as dist
-
-    if not dist.is_available():
-        pytest.skip("torch.distributed not available")
-    out = tmp_path / "ddp.pt"
-    # fork: the children need not import torch again (spawn costs ~10 s on 2 cores)
-    mp.start_processes(_ddp_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True, start_method="fork")
-    got = torch.load(out, weights_only=True)
+    got = run_two_processes(_ddp_worker, tmp_path)
     x, model = _global_problem()
     for name in ("simclr", "vicreg"):
         model.zero_grad()

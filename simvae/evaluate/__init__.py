@@ -43,6 +43,21 @@ def _labelled(idx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return idx[y[idx] >= 0]
 
 
+def _every(seconds: float, fn):
+    """A progress callback (epoch, max_epochs) that calls ``fn(epoch, max_epochs, elapsed)`` at
+    most every ``seconds``."""
+    start = last = time.monotonic()
+
+    def progress(epoch: int, max_epochs: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= seconds:
+            last = now
+            fn(epoch, max_epochs, now - start)
+
+    return progress
+
+
 def knn_evaluator(ctx: Context, target: Target, log) -> dict:
     """k-NN with k chosen on the validation split (paper A.7.5; Euclidean, majority vote)."""
     t = time.monotonic()
@@ -70,7 +85,11 @@ def probe_evaluator(ctx: Context, target: Target, log) -> dict:
     opts = dict(n_classes=target.n_classes, lr=cfg.probe_lr, batch_size=cfg.probe_batch_size,
                 max_epochs=cfg.probe_max_epochs, patience=cfg.probe_patience, hidden=hidden, seed=cfg.seed)
     t = time.monotonic()
-    probes = train_probes(kinds, ctx.z_train[fit], y[fit], ctx.z_train[val], y[val], ctx.z_test[test], ty[test], **opts)
+    log(f"{target.prefix()}training the linear and MLP probes (up to {cfg.probe_max_epochs} epochs, stopped on validation)")
+    probes = train_probes(kinds, ctx.z_train[fit], y[fit], ctx.z_train[val], y[val], ctx.z_test[test], ty[test],
+                          progress=_every(30.0, lambda e, n, el: log(f"  probes: epoch {e} of at most {n}, {el:.0f}s "
+                                                                      f"(at most {el / e * (n - e):.0f}s more)")),
+                          **opts)
     for kind, r in probes.items():
         out.update({f"{kind}_acc": r["acc"], f"{kind}_val_acc": r["val_acc"], f"{kind}_epochs": r["epochs"],
                     f"{kind}_epochs_run": r["epochs_run"], f"{kind}_capped": r["capped"]})
@@ -94,6 +113,8 @@ def gmm_evaluator(ctx: Context, target: Target, log) -> dict:
     cfg = ctx.cfg
     y, ty = target.train, target.test
     tr, te = torch.nonzero(y >= 0).squeeze(1), torch.nonzero(ty >= 0).squeeze(1)
+    log(f"{target.prefix()}fitting the Gaussian mixture ({cfg.gmm_restarts} restarts; about 6 s each on "
+        f"50,000 10-d points on one CPU core)")
     out = gmm_evaluate(ctx.train_x[tr].numpy().astype(np.float64), y[tr].numpy(), ctx.test_x[te].numpy().astype(np.float64),
                        ty[te].numpy(), target.n_classes, cfg.gmm_restarts, cfg.gmm_max_iter, cfg.seed)
     log(f"{target.prefix()}GMM: acc {out['gmm_acc']:.4f} NMI {out['gmm_nmi']:.4f} ARI {out['gmm_ari']:.4f} "
