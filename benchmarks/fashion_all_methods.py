@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from simvae.evaluate.registry import headline_keys
 from simvae.pipeline import evaluate_and_report as evaluate_run
 from simvae.methods import METHODS
 from simvae.report.compare import compare_runs, comparison_rows, markdown_table, read_runs
@@ -69,7 +70,7 @@ def main() -> None:
     rows = comparison_rows(groups)
     print(markdown_table(rows, "fashion-mnist"))
     print("written: " + ", ".join(map(str, paths)))
-    keys = ("knn_acc", "linear_acc", "mlp_acc", "gmm_acc", "gmm_nmi", "gmm_ari")
+    keys = headline_keys()  # the one metric registry
     print(json.dumps({r["method"]: {**{k: r[k] for k in keys if k in r}, "n_runs": r["n_runs"],
                                     "epochs": 1 if r["method"] == "random" else args.epochs} for r in rows}))
 

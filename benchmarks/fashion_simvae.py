@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from simvae.evaluate import split_train_val
+from simvae.evaluate import METRICS, split_train_val
 from simvae.pipeline import evaluate_and_report as evaluate_run
 from simvae.evaluate.knn import knn_accuracies
 from simvae.run_config import build_run_config
@@ -82,9 +82,7 @@ def main() -> None:
     result = {"epochs": summary["epochs"], "precision": summary["precision"], "images_per_step": summary["images_per_step"],
               "views_per_step": summary["views_per_step"], "train_seconds": summary["train_seconds"],
               "train_images_per_s": summary["train_images_per_s"], "train_views_per_s": summary["train_views_per_s"],
-              **{k: metrics[k] for k in ("knn_acc", "knn_k", "knn_acc_best_k_on_test", "linear_acc", "mlp_acc",
-                                         "gmm_acc", "gmm_nmi", "gmm_ari", "gmm_acc_train_matched", "linear_acc_paper_protocol",
-                                         "mlp_acc_paper_protocol", "recon_mse", "eval_seconds") if k in metrics},
+              **{k: metrics[k] for k in METRICS if k in metrics},
               "run_dir": str(out)}
     if args.time_to_accuracy:
         result.update({f"seconds_to_val_knn_{t:.2f}": reached[t] for t in THRESHOLDS})

@@ -285,7 +285,9 @@ def _barrier_cleanup() -> None:
 
 
 def _print_metrics(metrics: dict, out: Path) -> None:
-    keys = ["knn_acc", "knn_k", "linear_acc", "mlp_acc", "gmm_acc", "gmm_nmi", "gmm_ari"]
+    from .evaluate.registry import headline_keys
+
+    keys = headline_keys() + ["knn_k"]
     print("  ".join(f"{k}={metrics[k]:.4f}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}" for k in keys if k in metrics))
     print(f"metrics: {out / 'metrics.json'}  report: {out / 'report.md'}")
 

@@ -29,6 +29,7 @@ class Metric:
     higher_is_better: bool | None = True
     headline: bool = False  # a column of the comparison table
     note: str = ""
+    in_report: bool = True  # a row of the run report's metrics table
 
 
 METRICS: dict[str, Metric] = {}
@@ -53,8 +54,9 @@ for _m in (
     Metric("linear_acc_paper_protocol", "linear, fixed epochs on all training images (paper protocol)"),
     Metric("mlp_acc_paper_protocol", "MLP, fixed epochs on all training images (paper protocol)"),
     Metric("gmm_acc_train_matched", "GMM acc, clusters matched on training labels"),
-    Metric("posthoc_decoder_val_mse", "post-hoc decoder validation MSE", "number", higher_is_better=False),
-    Metric("eval_seconds", "evaluation time", "seconds", higher_is_better=None),
+    Metric("posthoc_decoder_val_mse", "post-hoc decoder validation MSE", "number", higher_is_better=False,
+           in_report=False),
+    Metric("eval_seconds", "evaluation time", "seconds", higher_is_better=None, in_report=False),
 ):
     register_metric(_m)
 
@@ -66,7 +68,7 @@ def metric(key: str) -> Metric:
         return METRICS[key]
     target, _, base = key.rpartition("/")
     m = METRICS[base]
-    return Metric(key, f"{m.label} ({target})", m.kind, m.higher_is_better, False, m.note)
+    return Metric(key, f"{m.label} ({target})", m.kind, m.higher_is_better, False, m.note, m.in_report)
 
 
 def format_value(key: str, value, se: float | None = None) -> str:
@@ -91,7 +93,13 @@ def format_value(key: str, value, se: float | None = None) -> str:
 
 
 def headline_keys() -> list[str]:
+    """The keys of the comparison table's columns (and of the one-line summary)."""
     return [k for k, m in METRICS.items() if m.headline]
+
+
+def report_keys() -> list[str]:
+    """The keys of the run report's metrics table, in registry order."""
+    return [k for k, m in METRICS.items() if m.in_report]
 
 
 

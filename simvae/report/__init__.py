@@ -11,14 +11,11 @@ from pathlib import Path
 
 import torch
 
-from ..evaluate.registry import METRICS, format_value, metric
+from ..evaluate.registry import METRICS, format_value, metric, report_keys
 from .figures import latent_map, loss_curve, reconstruction_grid
 from .model import Code, Figure, Note, Report, Section, Table, to_markdown
 
 N_RECON = 16
-SHOWN = ("knn_acc", "knn_k", "linear_acc", "mlp_acc", "gmm_acc", "gmm_nmi", "gmm_ari", "recon_mse",
-         "knn_acc_best_k_on_test", "knn_best_k_on_test", "linear_acc_paper_protocol", "mlp_acc_paper_protocol",
-         "gmm_acc_train_matched")
 
 
 def state_note(metrics: dict) -> Note | None:
@@ -51,7 +48,7 @@ def build_run_report(run, metrics: dict, eval_cfg, figures: list[tuple[str, str]
                            f"torch {summary.get('torch')}, {summary.get('date', '')}"],
                 ["data", str(summary.get("data_source"))]]
         report.sections.append(Section("Training", [Table(["", ""], rows)]))
-    rows = [[metric(k).label, format_value(k, metrics[k])] for k in SHOWN if k in metrics]
+    rows = [[metric(k).label, format_value(k, metrics[k])] for k in report_keys() if k in metrics]
     blocks = [Table(["metric", "test"], rows,
                     f"Settings chosen on a validation split of {metrics.get('n_val')} training images; test measured once. "
                     "Accuracies in percent.")]
@@ -67,7 +64,7 @@ def build_run_report(run, metrics: dict, eval_cfg, figures: list[tuple[str, str]
     others = sorted({k.rpartition("/")[0] for k in metrics if "/" in k and k.rpartition("/")[2] in METRICS})
     for target in others:
         trows = [[metric(f"{target}/{k}").label, format_value(k, metrics[f"{target}/{k}"])]
-                 for k in SHOWN if f"{target}/{k}" in metrics]
+                 for k in report_keys() if f"{target}/{k}" in metrics]
         blocks.append(Table(["metric", "test"], trows, f"Target {target}"))
     blocks.append(Note(f"Evaluation took {metrics.get('eval_seconds', 0):.1f} s."))
     report.sections.append(Section("Representation quality (test set)", blocks))
