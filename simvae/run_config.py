@@ -69,6 +69,8 @@ class EvalConfig(Config):
     max_train_images: int | None = Field(None, description="evaluate with the first N training images (default: all); the test set is always whole")
     val_size: int = Field(10000, description="training images held out to choose k and stop the probes")
     knn_max_k: int = Field(15, description="k-NN tries k = 1..this")
+    linear_lr_search: bool = Field(True, description="choose the linear probe's learning rate on validation among "
+                                   "probe_lr x 1, 3, 10 (off: probe_lr, the paper's)")
     probe_lr: float = Field(3e-4, description="Adam learning rate of the probes")
     probe_batch_size: int = Field(128, description="batch size of the probes")
     probe_max_epochs: int = Field(200, description="most epochs of probe training")

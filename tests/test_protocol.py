@@ -184,3 +184,20 @@ def test_binarised_data_gives_binary_training_views(tiny_data, tmp_path):
     trainer = Trainer(build_run_config(grey), tmp_path / "grey", progress=False)
     views = trainer.make_batch(torch.arange(8)).views
     assert not trainer.source.binarize and ((views > 0) & (views < 1)).any()
+
+
+def test_linear_probe_learning_rate_is_chosen_on_validation():
+    """The linear probe's lr comes from probe_lr x {1, 3, 10} by validation loss; off: probe_lr."""
+    from simvae.evaluate import evaluate_representations
+    from simvae.run_config import EvalConfig
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 5, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+    cfg = EvalConfig(val_size=100, probe_max_epochs=3, gmm_restarts=1, knn_max_k=3)
+    m = evaluate_representations(x[:500], y[:500], x[500:], y[500:], 3, cfg)
+    assert any(m["linear_lr"] == pytest.approx(v) for v in (3e-4, 9e-4, 3e-3))
+    fixed = evaluate_representations(x[:500], y[:500], x[500:], y[500:], 3,
+                                     EvalConfig(val_size=100, probe_max_epochs=3, gmm_restarts=1, knn_max_k=3,
+                                                linear_lr_search=False))
+    assert fixed["linear_lr"] == 3e-4

@@ -59,11 +59,12 @@ def _loss_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor, block: int = 1
     return loss / x.shape[0], correct / x.shape[0]
 
 
-def train_probes(kinds: dict[str, str], fit_x: torch.Tensor, fit_y: torch.Tensor, val_x: torch.Tensor | None,
+def train_probes(kinds: dict[str, str | tuple[str, float]], fit_x: torch.Tensor, fit_y: torch.Tensor, val_x: torch.Tensor | None,
                  val_y: torch.Tensor | None, test_x: torch.Tensor, test_y: torch.Tensor, n_classes: int, lr: float = 3e-4,
                  batch_size: int = 128, max_epochs: int = 200, patience: int = 10, hidden: int | None = None,
                  seed: int = 0, progress=None, threads: int = 1) -> dict[str, dict]:
-    """Train the probes ``{name: kind}`` together; return ``{name: {acc, val_acc, epochs, epochs_run, capped}}``.
+    """Train the probes ``{name: kind}`` (or ``{name: (kind, lr)}`` for a head of its own learning
+    rate) together; return ``{name: {acc, val_acc, val_loss, epochs, epochs_run, capped}}``.
 
     fit_x [n, d] float, fit_y [n] int64 in 0..n_classes-1; with ``val_x`` None the fixed-epoch
     protocol is used (the last epoch is scored). ``capped`` is True when a head's best epoch was
@@ -72,11 +73,14 @@ def train_probes(kinds: dict[str, str], fit_x: torch.Tensor, fit_y: torch.Tensor
     """
     g = torch.Generator().manual_seed(seed)
     heads = nn.ModuleDict()
-    for name, kind in kinds.items():  # each head's initialisation depends on its name only, not on its company
+    groups = []
+    for name, spec in kinds.items():  # each head's initialisation depends on its name only, not on its company
+        kind, head_lr = spec if isinstance(spec, tuple) else (spec, lr)
         torch.manual_seed(seed + zlib.crc32(name.encode()))
         heads[name] = make_probe(kind, fit_x.shape[1], n_classes, hidden)
+        groups.append({"params": list(heads[name].parameters()), "lr": head_lr})
     heads.to(fit_x.device)
-    opt = torch.optim.Adam(heads.parameters(), lr=lr)
+    opt = torch.optim.Adam(groups, lr=lr)
     state = {name: {"best_loss": float("inf"), "epoch": 0, "weights": None, "val_acc": None, "done": False}
              for name in kinds}
     n = fit_x.shape[0]
@@ -115,7 +119,8 @@ def train_probes(kinds: dict[str, str], fit_x: torch.Tensor, fit_y: torch.Tensor
                 heads[name].load_state_dict(st["weights"])
             best_epoch = st["epoch"] if val_x is not None else epoch
             _, test_acc = _loss_acc(heads[name], test_x, test_y)
-            out[name] = {"acc": test_acc, "val_acc": st["val_acc"], "epochs": best_epoch, "epochs_run": epoch,
+            out[name] = {"acc": test_acc, "val_acc": st["val_acc"], "val_loss": st["best_loss"], "epochs": best_epoch,
+                         "epochs_run": epoch,
                          "capped": val_x is not None and best_epoch == max_epochs}
     return out
 

@@ -49,6 +49,7 @@ for _m in (
     Metric("gmm_ari", "GMM ARI", headline=True),
     Metric("recon_mse", "recon. MSE", "number", higher_is_better=False, note="per pixel, images in [0, 1], test set"),
     Metric("knn_k", "k (chosen on validation)", "integer", None),
+    Metric("linear_lr", "linear probe learning rate (chosen on validation)", "number", None),
     Metric("knn_acc_best_k_on_test", "k-NN, best k on test (paper protocol)"),
     Metric("knn_best_k_on_test", "best k on test (paper protocol)", "integer", None),
     Metric("linear_acc_paper_protocol", "linear, fixed epochs on all training images (paper protocol)"),
