@@ -105,3 +105,39 @@ def test_import_layers_hold():
     out = subprocess.run([str(exe)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:]
     assert "broken" in out.stdout and " 0 broken" in out.stdout
+
+
+def test_per_epoch_callback_values_join_the_epoch_record(tiny_data, tmp_path):
+    """``fit(on_epoch_end=...)`` adds its values to each epoch's record; its time is not training time."""
+    import time as _time
+
+    from simvae.train import Trainer
+
+    run = build_run_config({"train": {"dataset": "mnist", "data_dir": str(tiny_data), "download": False, "device": "cpu",
+                                      "train_subset": 32, "batch_size": 8, "epochs": 2}, "method": {"n_views": 2}})
+    seen = []
+
+    def on_epoch_end(trainer, record):
+        seen.append(record["epoch"])
+        _time.sleep(0.3)
+        return {"val_score": 0.5 + record["epoch"]}
+
+    summary = Trainer(run, tmp_path, progress=False).fit(on_epoch_end)
+    log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert seen == [1, 2] and [r["val_score"] for r in log] == [1.5, 2.5]
+    assert summary["train_seconds"] < log[-1]["wall_seconds"] + 0.3  # the 0.6 s of callbacks is not counted
+
+
+def test_latent_map_draws_every_class(tmp_path):
+    from PIL import Image
+
+    from simvae.report.figures import latent_map
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(200) % 4
+    reps = torch.randn(200, 6, generator=g) + 4 * torch.nn.functional.one_hot(labels, 6).float()
+    latent_map(reps, labels, ["a", "b", "c", "d"], tmp_path / "map.png", n_points=150, seed=0, title="t")
+    img = Image.open(tmp_path / "map.png")
+    assert img.size[0] > 200 and img.size[1] > 200
+    colours = {tuple(p) for p in __import__("numpy").asarray(img.convert("RGB")).reshape(-1, 3).tolist()}
+    assert len(colours) > 4  # more than background and axes: the coloured classes

@@ -159,3 +159,37 @@ def test_resize_matrix_rows_are_interpolation_weights():
     torch.testing.assert_close(r.sum(-1), torch.ones(200, 28))  # each output is a convex mix
     assert ((r > 0).sum(-1) <= 2).all()  # of at most two neighbouring input pixels
     assert torch.equal(resize_matrices(torch.zeros(1), torch.full((1,), 28), 28)[0], torch.eye(28))
+
+
+def test_pipeline_of_operations_equals_the_fused_views():
+    """Crop+flip then colour jitter as a list of operations draws and renders exactly what
+    sample_view_params + apply_views do; slicing the parameters slices the views (DDP)."""
+    from simvae.augment import COLOUR_AUGMENT, pipeline_for
+
+    x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    pipe = pipeline_for(COLOUR_AUGMENT)
+    params = pipe.make_params(6 * 4, (16, 16), torch.Generator().manual_seed(5))
+    fused = apply_views(x, sample_view_params(6, 4, (16, 16), COLOUR_AUGMENT, torch.Generator().manual_seed(5)))
+    torch.testing.assert_close(pipe(x, params), fused)
+    torch.testing.assert_close(pipe(x[2:4], params[2 * 4:4 * 4]), fused[2:4])
+
+
+def test_a_new_operation_is_one_class():
+    from simvae.augment import Pipeline, pipeline_for
+
+    class Invert:  # make_params + transform, nothing else
+        def make_params(self, n, image_hw, generator, device="cpu"):
+            return torch.rand(n, generator=generator) < 0.5
+
+        def transform(self, x, params):
+            flip = params.view(x.shape[0], x.shape[1], 1, 1, 1)
+            return torch.where(flip, 1 - x, x)
+
+    x = torch.rand(3, 1, 28, 28)
+    pipe = Pipeline(pipeline_for(GREY_AUGMENT).ops + [Invert()])
+    params = pipe.make_params(3 * 2, (28, 28), torch.Generator().manual_seed(1))
+    plain = Pipeline(pipe.ops[:1])(x, type(params)([params[0]]))
+    out = pipe(x, params)
+    inv = params[1].view(3, 2)
+    torch.testing.assert_close(out[inv], 1 - plain[inv])
+    torch.testing.assert_close(out[~inv], plain[~inv])

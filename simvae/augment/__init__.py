@@ -1,12 +1,17 @@
 """Augmentation, batched on the training device: J views per image, each with its own draws.
 
+ops.py:      augmentations as a list of operations (make_params + transform) and a Pipeline.
+
 geometry.py: RandomResizedCrop + RandomVerticalFlip as two interpolation-matrix products.
 colour.py:   RandomApply(ColorJitter) for colour data sets.
 """
 
 from .spec import COLOUR_AUGMENT, GREY_AUGMENT, AugmentSpec
 from .colour import JitterParams, colour_jitter, sample_jitter
-from .geometry import ViewParams, apply_views, augment, resize_matrices, sample_crop_boxes, sample_view_params, to_float
+from .geometry import (ViewParams, apply_views, augment, render_views, resize_matrices, sample_crop_boxes,
+                       sample_view_params, to_float)
+from .ops import Augmentation, ColourJitter, CropFlip, Pipeline, PipelineParams, Threshold, pipeline_for
 
-__all__ = ["AugmentSpec", "GREY_AUGMENT", "COLOUR_AUGMENT", "ViewParams", "JitterParams", "apply_views", "augment", "colour_jitter", "resize_matrices",
+__all__ = ["Augmentation", "ColourJitter", "CropFlip", "Pipeline", "PipelineParams", "Threshold", "pipeline_for",
+           "render_views", "AugmentSpec", "GREY_AUGMENT", "COLOUR_AUGMENT", "ViewParams", "JitterParams", "apply_views", "augment", "colour_jitter", "resize_matrices",
            "sample_crop_boxes", "sample_jitter", "sample_view_params", "to_float"]

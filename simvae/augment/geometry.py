@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .spec import AugmentSpec
-from .colour import JitterParams, colour_jitter, sample_jitter
+from .colour import JitterParams, colour_jitter
 
 ATTEMPTS = 10  # torchvision tries 10 random boxes before falling back to a centre crop
 
@@ -88,15 +88,16 @@ def sample_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float
 
 def sample_view_params(n_images: int, n_views: int, image_hw: tuple[int, int], spec: AugmentSpec,
                        generator: torch.Generator, device: torch.device | str = "cpu") -> ViewParams:
-    """Independent crop, flip (and, where the data set has it, colour jitter) parameters for n_images * n_views views."""
+    """Independent crop, flip (and, where the data set has it, colour jitter) parameters for
+    n_images * n_views views: the draws of ``ops.pipeline_for(spec)``, in one ViewParams."""
+    from .ops import ColourJitter, CropFlip
+
     n = n_images * n_views
-    height, width = image_hw
-    top, left, h, w = sample_crop_boxes(n, height, width, spec.crop_scale, spec.crop_ratio, generator, device)
-    vflip = torch.rand(n, generator=generator, device=device) < spec.vflip_p
-    jitter = None
+    params = CropFlip(spec.crop_scale, spec.crop_ratio, spec.vflip_p).make_params(n, image_hw, generator, device)
     if spec.jitter_p > 0:  # drawn after the geometry: grey data sets keep their random stream
-        jitter = sample_jitter(n, spec.jitter_strength, spec.jitter_hue, spec.jitter_p, generator, device)
-    return ViewParams(top, left, h, w, vflip, jitter)
+        params.jitter = ColourJitter(spec.jitter_strength, spec.jitter_hue, spec.jitter_p).make_params(
+            n, image_hw, generator, device)
+    return params
 
 
 def resize_matrices(start: torch.Tensor, length: torch.Tensor, size: int, reverse: torch.Tensor | None = None,
@@ -130,21 +131,25 @@ def resize_matrices(start: torch.Tensor, length: torch.Tensor, size: int, revers
     return r
 
 
-def apply_views(images: torch.Tensor, params: ViewParams) -> torch.Tensor:
-    """Views of float images [B, C, H, W] -> [B, J, C, H, W] with J = len(params) / B.
-
-    view = R_y @ image @ R_x^T per channel (two small batched matrix products; no grid),
-    then colour jitter where the parameters have it.
-    """
+def render_views(images: torch.Tensor, params: ViewParams) -> torch.Tensor:
+    """Crop + resize + flip of float images [B, C, H, W] -> views [B, J, C, H, W], J = len(params) / B:
+    view = R_y @ image @ R_x^T per channel (two small batched matrix products; no grid)."""
     b, c, height, width = images.shape
     n_views = len(params) // b
     ry = resize_matrices(params.top, params.height, height, reverse=params.vflip, dtype=images.dtype)
     rx = resize_matrices(params.left, params.width, width, dtype=images.dtype)
     ry = ry.view(b, n_views, 1, height, height)
     rx_t = rx.view(b, n_views, 1, width, width).transpose(-1, -2)
-    views = torch.matmul(torch.matmul(ry, images[:, None]), rx_t)
+    return torch.matmul(torch.matmul(ry, images[:, None]), rx_t)
+
+
+def apply_views(images: torch.Tensor, params: ViewParams) -> torch.Tensor:
+    """Views of float images [B, C, H, W] -> [B, J, C, H, W]: ``render_views``, then colour jitter
+    where the parameters have it."""
+    views = render_views(images, params)
     if params.jitter is not None:
-        views = colour_jitter(views.flatten(0, 1), params.jitter).view(b, n_views, c, height, width)
+        b, j = views.shape[:2]
+        views = colour_jitter(views.flatten(0, 1), params.jitter).view(views.shape)
     return views
 
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import torch
 
-from ..augment import AugmentSpec, apply_views, sample_view_params, to_float
+from ..augment import AugmentSpec, pipeline_for, to_float
 from ..dist import DistInfo
 from ..methods import Batch
 
@@ -40,6 +40,7 @@ class AugmentedImageGroups:
                  binarize: bool = False):
         self.images = images.to(device)
         self.spec, self.device, self.dist, self.binarize = spec, device, dist_info, binarize
+        self.pipeline = pipeline_for(spec, binarize)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -48,12 +49,10 @@ class AugmentedImageGroups:
         """Views for the global batch ``idx`` [b_global], sliced to this process: Batch with images
         [b, C, H, W] and views [b, J, C, H, W] in [0, 1], b = b_global / world."""
         n_global, r, w = idx.shape[0], self.dist.rank, self.dist.world
-        params = sample_view_params(n_global, n_views, tuple(self.images.shape[-2:]), self.spec, generator, self.device)
+        params = self.pipeline.make_params(n_global * n_views, tuple(self.images.shape[-2:]), generator, self.device)
         b = n_global // w
         images = to_float(self.images[idx[r * b:(r + 1) * b]])
-        views = apply_views(images, params[r * b * n_views:(r + 1) * b * n_views])
-        if self.binarize:
-            views = (views >= 0.5).to(views.dtype)
+        views = self.pipeline(images, params[r * b * n_views:(r + 1) * b * n_views])
         device = self.device
 
         def randn(per_image: int, dim: int) -> torch.Tensor:
