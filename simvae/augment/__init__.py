@@ -8,9 +8,9 @@ colour.py:   RandomApply(ColorJitter) for colour data sets.
 
 from .spec import COLOUR_AUGMENT, GREY_AUGMENT, AugmentSpec
 from .colour import JitterParams, colour_jitter, sample_jitter
-from .geometry import (ViewParams, apply_views, augment, render_views, resize_matrices, sample_crop_boxes,
-                       sample_view_params, to_float)
-from .ops import Augmentation, ColourJitter, CropFlip, Pipeline, PipelineParams, Threshold, pipeline_for
+from .geometry import ViewParams, apply_views, render_views, resize_matrices, sample_crop_boxes, to_float
+from .ops import (Augmentation, ColourJitter, CropFlip, Pipeline, PipelineParams, Threshold, augment, pipeline_for,
+                  sample_view_params)
 
 __all__ = ["Augmentation", "ColourJitter", "CropFlip", "Pipeline", "PipelineParams", "Threshold", "pipeline_for",
            "render_views", "AugmentSpec", "GREY_AUGMENT", "COLOUR_AUGMENT", "ViewParams", "JitterParams", "apply_views", "augment", "colour_jitter", "resize_matrices",

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .spec import AugmentSpec
 from .colour import JitterParams, colour_jitter
 
 ATTEMPTS = 10  # torchvision tries 10 random boxes before falling back to a centre crop
@@ -86,20 +85,6 @@ def sample_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float
     return top, left, h, w
 
 
-def sample_view_params(n_images: int, n_views: int, image_hw: tuple[int, int], spec: AugmentSpec,
-                       generator: torch.Generator, device: torch.device | str = "cpu") -> ViewParams:
-    """Independent crop, flip (and, where the data set has it, colour jitter) parameters for
-    n_images * n_views views: the draws of ``ops.pipeline_for(spec)``, in one ViewParams."""
-    from .ops import ColourJitter, CropFlip
-
-    n = n_images * n_views
-    params = CropFlip(spec.crop_scale, spec.crop_ratio, spec.vflip_p).make_params(n, image_hw, generator, device)
-    if spec.jitter_p > 0:  # drawn after the geometry: grey data sets keep their random stream
-        params.jitter = ColourJitter(spec.jitter_strength, spec.jitter_hue, spec.jitter_p).make_params(
-            n, image_hw, generator, device)
-    return params
-
-
 def resize_matrices(start: torch.Tensor, length: torch.Tensor, size: int, reverse: torch.Tensor | None = None,
                     dtype=torch.float32) -> torch.Tensor:
     """Bilinear resampling of the interval [start, start + length) of a size-long axis to ``size`` samples.
@@ -156,9 +141,3 @@ def apply_views(images: torch.Tensor, params: ViewParams) -> torch.Tensor:
 def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 in [0, 255] -> float32 in [0, 1]."""
     return images_uint8.to(torch.float32).div_(255.0)
-
-
-def augment(images: torch.Tensor, n_views: int, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
-    """J random views of each image: float [B, C, H, W] -> [B, J, C, H, W] (convenience wrapper)."""
-    params = sample_view_params(images.shape[0], n_views, images.shape[-2:], spec, generator, images.device)
-    return apply_views(images, params)

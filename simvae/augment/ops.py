@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import torch
 
 from .colour import colour_jitter, sample_jitter
+from .geometry import ViewParams, apply_views, render_views, sample_crop_boxes
 from .spec import AugmentSpec
 
 
@@ -37,16 +38,12 @@ class CropFlip:
     vflip_p: float = 0.5
 
     def make_params(self, n, image_hw, generator, device="cpu"):
-        from .geometry import ViewParams, sample_crop_boxes
-
         height, width = image_hw
         top, left, h, w = sample_crop_boxes(n, height, width, self.scale, self.ratio, generator, device)
         vflip = torch.rand(n, generator=generator, device=device) < self.vflip_p
         return ViewParams(top, left, h, w, vflip)
 
     def transform(self, x, params):
-        from .geometry import render_views
-
         return render_views(x[:, 0] if x.shape[1] == 1 else x, params)
 
 
@@ -117,3 +114,21 @@ def pipeline_for(spec: AugmentSpec, binarize: bool = False) -> Pipeline:
     if binarize:
         ops.append(Threshold(0.5))
     return Pipeline(ops)
+
+
+def sample_view_params(n_images: int, n_views: int, image_hw: tuple[int, int], spec: AugmentSpec,
+                       generator: torch.Generator, device: torch.device | str = "cpu") -> ViewParams:
+    """Independent crop, flip (and, where the data set has it, colour jitter) parameters for
+    n_images * n_views views: the draws of ``pipeline_for(spec)``, in one ViewParams."""
+    n = n_images * n_views
+    params = CropFlip(spec.crop_scale, spec.crop_ratio, spec.vflip_p).make_params(n, image_hw, generator, device)
+    if spec.jitter_p > 0:  # drawn after the geometry: grey data sets keep their random stream
+        params.jitter = ColourJitter(spec.jitter_strength, spec.jitter_hue, spec.jitter_p).make_params(
+            n, image_hw, generator, device)
+    return params
+
+
+def augment(images: torch.Tensor, n_views: int, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
+    """J random views of each image: float [B, C, H, W] -> [B, J, C, H, W] (convenience wrapper)."""
+    params = sample_view_params(images.shape[0], n_views, images.shape[-2:], spec, generator, images.device)
+    return apply_views(images, params)
