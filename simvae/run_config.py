@@ -37,6 +37,8 @@ class TrainConfig(Config):
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA GPUs that support it and on CPUs with native bf16 (AVX-512 BF16 or AMX), "
                 "fp32 elsewhere; bf16 where the CPU only emulates it runs many times slower (a warning says so)")
     bf16: bool | None = Field(None, description="deprecated: use --precision bf16 / fp32")
+    threads: int | None = Field(None, description="intra-op CPU threads (default: torch's choice, one per core); on a "
+                                "machine shared with other jobs, 1 avoids oversubscription (measured 3.5x faster there)")
     compile: bool = Field(False, description="torch.compile the method")
     checkpoint_every: int = Field(1, description="write a checkpoint every N epochs")
     checkpoint_every_steps: int = Field(0, description="also every N steps (0: off)")
@@ -57,6 +59,7 @@ class TrainConfig(Config):
         require(self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}")
         require(self.latent_dim is None or self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
         require(self.train_subset is None or self.train_subset >= 1, f"train_subset must be >= 1, got {self.train_subset}")
+        require(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}")
         require(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         require(self.checkpoint_every_steps >= 0, f"checkpoint_every_steps must be >= 0, got {self.checkpoint_every_steps}")
         require(self.checkpoint_minutes >= 0, f"checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}")

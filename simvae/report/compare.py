@@ -31,7 +31,7 @@ IGNORED_KEYS = frozenset({
     "train.seed", "eval.seed",
     "train.device", "eval.device", "train.data_dir", "train.download", "train.compile",
     "train.checkpoint_every", "train.checkpoint_every_steps", "train.checkpoint_minutes",
-    "train.divergence_check_every", "eval.map_points",
+    "train.divergence_check_every", "train.threads", "eval.map_points",
 })
 _ABSENT = "(absent)"  # a key one run's config has and another's lacks (written by another version)
 

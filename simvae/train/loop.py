@@ -57,6 +57,8 @@ class Trainer:
             self.device = resolve_device(tc.device)
         if self.device.type == "cpu":
             retain_freed_memory()  # big activations reused step to step instead of page-faulted in
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
         self.images_per_step, self.views_per_step = step_size(run)
         if data is None:
             data = load_dataset(tc.dataset, tc.data_dir, tc.binarize, download=tc.download)
