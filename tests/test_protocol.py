@@ -201,3 +201,14 @@ def test_linear_probe_learning_rate_is_chosen_on_validation():
                                      EvalConfig(val_size=100, probe_max_epochs=3, gmm_restarts=1, knn_max_k=3,
                                                 linear_lr_search=False))
     assert fixed["linear_lr"] == 3e-4
+
+
+def test_a_probe_that_runs_out_of_epochs_is_flagged():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(400, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    args = (x[:300], y[:300], x[300:350], y[300:350], x[350:], y[350:], 2)
+    short = train_probes({"linear": "linear"}, *args, lr=1e-4, max_epochs=3, patience=50)["linear"]
+    assert short["capped"] and short["epochs_run"] == 3  # still improving when the epochs ran out
+    done = train_probes({"linear": "linear"}, *args, lr=5e-2, max_epochs=200, patience=2)["linear"]
+    assert not done["capped"] and done["epochs_run"] < 200  # stopped by its patience

@@ -67,8 +67,8 @@ def train_probes(kinds: dict[str, str | tuple[str, float]], fit_x: torch.Tensor,
     rate) together; return ``{name: {acc, val_acc, val_loss, epochs, epochs_run, capped}}``.
 
     fit_x [n, d] float, fit_y [n] int64 in 0..n_classes-1; with ``val_x`` None the fixed-epoch
-    protocol is used (the last epoch is scored). ``capped`` is True when a head's best epoch was
-    the last one allowed (it may still have been improving). ``progress(epoch, max_epochs)``
+    protocol is used (the last epoch is scored). ``capped`` is True when a head ran out of epochs
+    before its patience ran out (it may still have been improving). ``progress(epoch, max_epochs)``
     is called after each epoch.
     """
     g = torch.Generator().manual_seed(seed)
@@ -121,7 +121,7 @@ def train_probes(kinds: dict[str, str | tuple[str, float]], fit_x: torch.Tensor,
             _, test_acc = _loss_acc(heads[name], test_x, test_y)
             out[name] = {"acc": test_acc, "val_acc": st["val_acc"], "val_loss": st["best_loss"], "epochs": best_epoch,
                          "epochs_run": epoch,
-                         "capped": val_x is not None and best_epoch == max_epochs}
+                         "capped": val_x is not None and not st["done"] and epoch == max_epochs}
     return out
 
 
