@@ -7,7 +7,6 @@ shuffles indices rather than copying images.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,51 +14,18 @@ from typing import Callable
 
 import torch
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from .checks import check_labels
 from .idx import read_idx_pair
-from .targets import Target
+from .base import DATA_DIR_ENV, OFFLINE_ENV, ImageData
+from .cifar import CLASSES as CIFAR_CLASSES, HOW_TO_GET as CIFAR_HOW, load_cifar10
 
-DATA_DIR_ENV = "SIMVAE_DATA_DIR"
-OFFLINE_ENV = "SIMVAE_OFFLINE"
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-
-
-@dataclass
-class ImageData:
-    name: str
-    train_images: torch.Tensor  # uint8 [N, C, H, W]
-    train_labels: torch.Tensor  # int64 [N]
-    test_images: torch.Tensor
-    test_labels: torch.Tensor
-    classes: list[str]
-    source: str = ""
-    binarized: bool = False  # images thresholded at 0.5 (MNIST): training views are thresholded too
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
-
-    def subset_train(self, n: int | None) -> "ImageData":
-        """The first ``n`` training images and their labels (for quick runs); all of them for None.
-
-        Raises ConfigError when ``n`` is below 1 or larger than the training set (which would
-        otherwise silently train on all of it)."""
-        if n is None or n == len(self.train_images):
-            return self
-        if n < 1 or n > len(self.train_images):
-            what = "must be at least 1" if n < 1 else f"is larger than the training set ({len(self.train_images)} images)"
-            raise ConfigError(f"train_subset {n} {what}; drop --train-subset or lower it")
-        return dataclasses.replace(self, train_images=self.train_images[:n], train_labels=self.train_labels[:n])
-
-    def targets(self) -> list[Target]:
-        """The evaluation targets: the class labels, as the content target ``class``."""
-        return [Target("class", self.train_labels, self.test_labels, len(self.classes), "content", list(self.classes))]
 
 
 @dataclass(frozen=True)
@@ -202,6 +168,7 @@ def load_fashion_mnist(data_dir=None, binarize: bool = False, download: bool = T
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec("mnist", (1, 28, 28), tuple(str(i) for i in range(10)), load_mnist, MNIST_HOW),
     "fashion-mnist": DatasetSpec("fashion-mnist", (1, 28, 28), tuple(range(10)), load_fashion_mnist, FASHION_HOW),
+    "cifar10": DatasetSpec("cifar10", (3, 32, 32), CIFAR_CLASSES, load_cifar10, CIFAR_HOW),
 }
 
 
