@@ -67,8 +67,10 @@ class Trainer:
         self.precision = resolve_precision(tc.precision, self.device)
         seed_everything(tc.seed)
         self.method: Method = build_method(tc.method, model_spec(run, data.image_shape), run.method.model_dump()).to(self.device)
-        if self.device.type == "cuda":
-            self.method.to(memory_format=torch.channels_last)  # conv weights in the tensor-core layout
+        if self.device.type == "cuda" or self.method.spec.network == "conv":
+            # conv weights in channels_last: the tensor-core layout on GPUs; on a CPU the conv SimVAE
+            # step measured 5.8 s against 6.9 s (one AVX2 core)
+            self.method.to(memory_format=torch.channels_last)
         # fused Adam: one kernel for all parameters (Adam's step went 14 -> 2 ms per step on CPU)
         self.optimizer = torch.optim.Adam(self.method.trainable_parameters(), lr=tc.lr,
                                           fused=self.device.type in ("cpu", "cuda"))
