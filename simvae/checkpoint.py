@@ -112,3 +112,9 @@ def load_model_state(model: torch.nn.Module, state: dict, method: str, ckpt_meth
             f"shape {', '.join(wrong[:3])}" if wrong else ""]))
         raise CheckpointError(f"{path} does not fit this '{method}' architecture ({detail})")
     model.load_state_dict(state)
+
+
+def is_finished(epoch: int, epoch_step: int, epochs_planned: int) -> bool:
+    """Whether a model at ``epoch`` completed epochs and ``epoch_step`` steps into the next is the
+    end of a run planned for ``epochs_planned`` epochs."""
+    return epoch >= epochs_planned and epoch_step == 0

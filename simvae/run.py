@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from .augment import to_float
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, load_model_state
+from .checkpoint import CHECKPOINT_NAME, is_finished, load_checkpoint, load_model_state
 from .data import ImageData, load_dataset
 from .methods import Method, ModelSpec, build_method
 from .nets import build_decoder
@@ -110,7 +110,7 @@ def load_run(path: str | Path, device: str = "auto", data: ImageData | None = No
     method.to(dev).eval()
     epoch, epoch_step = int(ckpt.get("epoch", 0)), int(ckpt.get("epoch_step", 0))
     state = {"model_epoch": epoch, "model_epoch_step": epoch_step, "model_step": int(ckpt.get("step", 0)),
-             "epochs_planned": cfg.train.epochs, "finished": epoch >= cfg.train.epochs and epoch_step == 0}
+             "epochs_planned": cfg.train.epochs, "finished": is_finished(epoch, epoch_step, cfg.train.epochs)}
     run = Run(path, cfg, method, dev, data, state=state)
     decoder = path / DECODER_NAME
     ckpt_path = path / CHECKPOINT_NAME

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import REPO, cli_env
@@ -15,20 +16,21 @@ from simvae.evaluate.registry import Metric, format_value, metric, register_eval
 from simvae.run_config import EvalConfig, build_run_config
 
 
-def test_a_new_metric_on_a_new_target_is_a_registry_line():
+@pytest.fixture
+def restored_registries():
+    """The metric and evaluator registries as they were, after the test (other tests see only
+    the built-in ones)."""
+    saved_evaluators, saved_metrics = dict(EVALUATORS), dict(METRICS)
+    yield
+    EVALUATORS.clear()
+    EVALUATORS.update(saved_evaluators)
+    METRICS.clear()
+    METRICS.update(saved_metrics)
+
+
+def test_a_new_metric_on_a_new_target_is_a_registry_line(restored_registries):
     """A toy evaluator (the fraction of test images whose nearest training mean is their own) on a
     style target: no existing file changes; its metric is named, labelled and formatted."""
-    saved_evaluators, saved_metrics = dict(EVALUATORS), dict(METRICS)
-    try:
-        _toy_evaluator_case()
-    finally:  # the registries are restored, so other tests see only the built-in ones
-        EVALUATORS.clear()
-        EVALUATORS.update(saved_evaluators)
-        METRICS.clear()
-        METRICS.update(saved_metrics)
-
-
-def _toy_evaluator_case():
     def nearest_mean(ctx, target, log):
         y = target.train
         means = torch.stack([ctx.train_x[y == c].mean(0) for c in range(target.n_classes)])

@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ..checkpoint import CHECKPOINT_NAME, load_checkpoint
+from ..checkpoint import CHECKPOINT_NAME, is_finished, load_checkpoint
 from ..data import ImageData
 from ..dist import is_main_process
 from ..errors import RunDirError
@@ -115,7 +115,7 @@ def run_state(out: str | Path) -> dict:
         raise CheckpointError(f"{path} holds a '{ckpt['method']}' model, not '{cfg.train.method}'")
     epoch, epoch_step = int(ckpt["epoch"]), int(ckpt["epoch_step"])
     return {"epoch": epoch, "epoch_step": epoch_step, "step": int(ckpt["step"]), "epochs_planned": cfg.train.epochs,
-            "finished": epoch >= cfg.train.epochs and epoch_step == 0}
+            "finished": is_finished(epoch, epoch_step, cfg.train.epochs)}
 
 
 def extend_run(out: str | Path, epochs: int) -> RunConfig:

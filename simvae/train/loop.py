@@ -18,7 +18,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..allocator import retain_freed_memory
-from ..checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, atomic_torch_save, load_checkpoint, load_model_state, rng_state, set_rng_state
+from ..checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, is_finished, atomic_torch_save, load_checkpoint, load_model_state, rng_state, set_rng_state
 from ..data import ImageData, load_dataset
 from ..presets import preset
 from ..dist import global_mean, init_distributed
@@ -176,9 +176,10 @@ class Trainer:
     def default_callbacks(self) -> list[Callback]:
         tc = self.run.train
         # a check reads the loss on the host: free on the CPU, a pipeline stall on a GPU
-        guard = DivergenceGuard(tc.divergence_check_every or (1 if self.device.type == "cpu" else 25))
+        every = tc.divergence_check_every or (1 if self.device.type == "cpu" else 25)
+        guard = DivergenceGuard(every)
         checkpoints = Checkpoints(guard)
-        return [Progress(self.progress), MetricsLog(self.out), guard, checkpoints, StopOnSignal(checkpoints)]
+        return [Progress(self.progress), MetricsLog(self.out), guard, checkpoints, StopOnSignal(checkpoints, every)]
 
     def fit(self, on_epoch_end=None, callbacks: list[Callback] | None = None) -> dict:
         """Train to ``epochs`` and return the summary. ``on_epoch_end(trainer, record)`` may return
@@ -240,7 +241,7 @@ class Trainer:
 
         return {"method": tc.method, "dataset": tc.dataset, "epochs": self.epoch, "epochs_planned": tc.epochs,
                 "epoch_step": self.epoch_step, "steps": self.step,
-                "finished": self.epoch >= tc.epochs and self.epoch_step == 0,
+                "finished": is_finished(self.epoch, self.epoch_step, tc.epochs),
                 "train_images": len(self.data.train_images), "n_views": self.method.n_views,
                 "images_per_step": self.images_per_step, "views_per_step": self.views_per_step,
                 "train_seconds": round(self.train_seconds, 3),
