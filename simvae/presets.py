@@ -19,6 +19,7 @@ PRESETS: dict[str, Preset] = {
     "mnist": Preset(GREY_AUGMENT, "mlp", 10),
     "fashion-mnist": Preset(GREY_AUGMENT, "mlp", 10),
     "cifar10": Preset(COLOUR_AUGMENT, "conv", 64),  # paper Table 4, SPEC §4
+    "celeba": Preset(COLOUR_AUGMENT, "conv", 64),  # paper Tables 2 and 4, A.7.2: 64x64 faces
 }
 
 

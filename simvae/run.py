@@ -61,11 +61,22 @@ class Run:
         return self._batches(images, self.method.encode, batch_size)
 
     def reconstruct(self, images: torch.Tensor, batch_size: int = 4096) -> torch.Tensor | None:
-        probe = self.method.reconstruct(to_float(images[:1].to(self.device)) if images.dtype == torch.uint8
-                                        else images[:1].to(self.device).float())
-        if probe is None:
+        """Decoded representations of images (uint8 or float [n, C, H, W]) -> float [n, C, H, W] in
+        [0, 1] on the CPU; None when the method has no decoder (own or post-hoc)."""
+        if not self.method.has_decoder:
             return None
         return self._batches(images, self.method.reconstruct, batch_size)
+
+    def decode(self, z: torch.Tensor, batch_size: int = 4096) -> torch.Tensor | None:
+        """Images float [n, C, H, W] in [0, 1] (CPU) decoded from representations z [n, d]; None
+        without a decoder."""
+        if not self.method.has_decoder:
+            return None
+        out = []
+        with torch.no_grad():
+            for s in range(0, z.shape[0], batch_size):
+                out.append(self.method.decode(z[s:s + batch_size].to(self.device).float()).float().cpu())
+        return torch.cat(out) if out else z.new_zeros((0, *self.method.spec.image_shape))
 
     def train_summary(self) -> dict:
         p = self.path / "train_summary.json"

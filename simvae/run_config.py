@@ -27,7 +27,9 @@ class TrainConfig(Config):
                 "and every J); images per step = this // views per image (at least 1). Default 128 unless --batch-size is given")
     batch_size: int | None = Field(None, description="images per step (each with its J views), across all processes: the alternative to --views-per-step")
     lr: float | None = Field(None, description="Adam learning rate (default: the method's paper value, 8e-5; VICReg 1e-4)")
-    latent_dim: int | None = Field(None, description="latent/representation size (default: 10 for MNIST/Fashion)")
+    latent_dim: int | None = Field(None, description="latent/representation size (default: 10 for MNIST/Fashion, 64 for CIFAR-10/CelebA)")
+    network: Literal["mlp", "conv"] | None = Field(None, description="encoder/decoder family for any method: mlp (paper Table 3) "
+                                                   "or conv (Table 4, 32x32 or 64x64 images); default: the data set's")
     seed: int = Field(0, description="seed for initialisation, shuffling, augmentation and sampling")
     train_subset: int | None = Field(None, description="train on the first N training images only")
     data_dir: str | None = Field(None, description="folder holding the data set's files")
@@ -68,6 +70,10 @@ class TrainConfig(Config):
                 f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
 
 
+EVALUATOR_NAMES = ("knn", "probes", "gmm", "generation", "style")
+"""What ``--skip`` accepts: the evaluators registered in ``simvae.evaluate`` (a test keeps the two equal)."""
+
+
 class EvalConfig(Config):
     max_train_images: int | None = Field(None, description="evaluate with the first N training images (default: all); the test set is always whole")
     val_size: int = Field(10000, description="training images held out to choose k and stop the probes")
@@ -86,6 +92,15 @@ class EvalConfig(Config):
     decoder_max_epochs: int = Field(80, description="most epochs of the post-hoc decoder (discriminative methods)")
     decoder_patience: int = Field(5, description="stop the post-hoc decoder after this many epochs without a better validation MSE")
     map_points: int = Field(3000, description="test points in the 2-D t-SNE map")
+    skip: list[str] = Field(default_factory=list, description="evaluators to leave out: knn, probes, gmm, generation "
+                            "(samples, FID), style (style retrieval); e.g. --skip generation,style for quick runs")
+    gen_samples: int = Field(10000, description="class-conditional samples generated (paper A.7.6; classifier FID and "
+                             "samples.png)")
+    fid_samples: int | None = Field(None, description="samples (and as many test images) for the Inception FID; default: "
+                                    "10,000 on a GPU, 0 (off) on a CPU, where Inception costs about 6 GFLOP per image")
+    style_max_train_images: int | None = Field(10000, description="training images whose augmented views fit the style "
+                                               "probes and k-NN (default 10,000; the test set is whole)")
+    style_bins: int = Field(4, description="equal-mass bins of the continuous style targets (crop scale, jitter factors)")
     seed: int = Field(0, description="seed of the split, probes, GMM and map")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
 
@@ -103,6 +118,15 @@ class EvalConfig(Config):
         require(self.decoder_max_epochs >= 1, f"decoder_max_epochs must be >= 1, got {self.decoder_max_epochs}")
         require(self.decoder_patience >= 1, f"decoder_patience must be >= 1, got {self.decoder_patience}")
         require(self.map_points >= 0, f"map_points must be >= 0, got {self.map_points}")
+        for name in self.skip:
+            require(name in EVALUATOR_NAMES, f"unknown evaluator '{name}' in skip{suggest(name, EVALUATOR_NAMES)}; "
+                    f"choose from {', '.join(EVALUATOR_NAMES)}")
+        require(self.gen_samples >= 0, f"gen_samples must be >= 0, got {self.gen_samples}")
+        require(self.fid_samples is None or self.fid_samples == 0 or self.fid_samples >= 2,
+                f"fid_samples must be 0 (off) or >= 2, got {self.fid_samples}")
+        require(self.style_max_train_images is None or self.style_max_train_images >= 10,
+                f"style_max_train_images must be >= 10, got {self.style_max_train_images}")
+        require(self.style_bins >= 2, f"style_bins must be >= 2, got {self.style_bins}")
 
 
 @dataclasses.dataclass
@@ -171,7 +195,15 @@ def model_spec(run: RunConfig, data_shape) -> "ModelSpec":
     from .presets import preset
 
     p = preset(run.train.dataset)
-    return ModelSpec(tuple(data_shape), run.train.latent_dim or p.latent_dim, p.network)
+    network = run.train.network or p.network
+    if network == "conv":
+        from .nets.conv import SIZES
+
+        _, h, w = data_shape
+        if h != w or h not in SIZES:
+            raise ConfigError(f"network conv (paper Table 4) takes square {' or '.join(f'{n}x{n}' for n in SIZES)} images; "
+                              f"{run.train.dataset} has {h}x{w}: use --network mlp")
+    return ModelSpec(tuple(data_shape), run.train.latent_dim or p.latent_dim, network)
 
 
 def load_run_config(out: str | Path) -> RunConfig:

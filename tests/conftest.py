@@ -18,6 +18,11 @@ import os
 # from more, and two processes of two threads each on 2 cores run some tests 10x slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# What simvae caches (FID statistics, the classifier-FID network, data caches) goes to a folder of this
+# session, never to the home folder.
+import tempfile  # noqa: E402
+
+os.environ.setdefault("SIMVAE_CACHE_DIR", tempfile.mkdtemp(prefix="simvae-test-cache-"))
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor

@@ -19,6 +19,7 @@ from .checks import check_labels
 from .idx import read_idx_pair
 from .base import DATA_DIR_ENV, OFFLINE_ENV, ImageData
 from .cifar import CLASSES as CIFAR_CLASSES, HOW_TO_GET as CIFAR_HOW, load_cifar10
+from .celeba import CLASSES as CELEBA_CLASSES, HOW_TO_GET as CELEBA_HOW, load_celeba
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -169,6 +170,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec("mnist", (1, 28, 28), tuple(str(i) for i in range(10)), load_mnist, MNIST_HOW),
     "fashion-mnist": DatasetSpec("fashion-mnist", (1, 28, 28), tuple(range(10)), load_fashion_mnist, FASHION_HOW),
     "cifar10": DatasetSpec("cifar10", (3, 32, 32), CIFAR_CLASSES, load_cifar10, CIFAR_HOW),
+    "celeba": DatasetSpec("celeba", (3, 64, 64), CELEBA_CLASSES, load_celeba, CELEBA_HOW),
 }
 
 

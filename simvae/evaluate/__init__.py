@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,13 @@ import torch
 
 from ..config import parse_config
 from ..run_config import EvalConfig
+from .generation import generation_evaluator
 from .gmm import gmm_evaluate
 from .knn import knn_evaluate
 from .probes import train_probes
+from .style import style_evaluator
 
-from .registry import EVALUATORS, METRICS, Target, register_evaluator  # noqa: F401 (API)
+from .registry import EVALUATORS, METRICS, RUN_EVALUATORS, Target, register_evaluator, register_run_evaluator  # noqa: F401 (API)
 
 
 def split_train_val(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,49 +75,59 @@ def knn_evaluator(ctx: Context, target: Target, log) -> dict:
     return out
 
 
-def probe_evaluator(ctx: Context, target: Target, log) -> dict:
-    """Linear and MLP probes trained together (disjoint heads), stopped on validation; with
-    ``paper_probes`` also the paper's fixed-epoch protocol on all training images."""
+def probe_evaluator(ctx: Context, targets: list[Target], log) -> dict:
+    """Linear and MLP probes of every target, trained together as disjoint heads of one module
+    (one loop, each head stopped on its own validation loss); with ``paper_probes`` also the
+    paper's fixed-epoch protocol on all training images. Keys are prefixed by each target's name."""
     cfg = ctx.cfg
-    y, ty = target.train, target.test
-    fit, val = _labelled(ctx.fit_idx, y), _labelled(ctx.val_idx, y)
-    test = torch.nonzero(ty >= 0).squeeze(1)
+    y = torch.stack([t.train for t in targets], 1)  # [N, T], -1 where an image has no label
+    ty = torch.stack([t.test for t in targets], 1)
+    fit, val = ctx.fit_idx[(y[ctx.fit_idx] >= 0).any(1)], ctx.val_idx[(y[ctx.val_idx] >= 0).any(1)]
+    test = torch.nonzero((ty >= 0).any(1)).squeeze(1)
     hidden = cfg.probe_hidden or ctx.train_x.shape[1]  # the paper's code: hidden width = representation size
-    out: dict = {"probe_hidden": hidden}
-    kinds = {"linear": "linear", "mlp": "mlp"}
-    opts = dict(n_classes=target.n_classes, lr=cfg.probe_lr, batch_size=cfg.probe_batch_size,
-                max_epochs=cfg.probe_max_epochs, patience=cfg.probe_patience, hidden=hidden, seed=cfg.seed)
+    classes = [t.n_classes for t in targets]
+    opts = dict(lr=cfg.probe_lr, batch_size=cfg.probe_batch_size, max_epochs=cfg.probe_max_epochs,
+                patience=cfg.probe_patience, hidden=hidden, seed=cfg.seed)
     # the linear probe's learning rate is chosen on validation among probe_lr x {1, 3, 10} (at the
     # paper's 3e-4 alone it is often still improving after 200 epochs); the MLP keeps probe_lr
     lrs = [cfg.probe_lr * f for f in ((1, 3, 10) if cfg.linear_lr_search else (1,))]
-    heads = {"mlp": "mlp", **{f"linear_lr{i}": ("linear", lr) for i, lr in enumerate(lrs)}}
+    heads: dict = {}
+    for i, target in enumerate(targets):  # content heads keep their bare names (and so their initialisation)
+        p = target.prefix()
+        heads[f"{p}mlp"] = ("mlp", cfg.probe_lr, i)
+        heads.update({f"{p}linear_lr{j}": ("linear", lr, i) for j, lr in enumerate(lrs)})
     t = time.monotonic()
-    log(f"{target.prefix()}training the linear and MLP probes (up to {cfg.probe_max_epochs} epochs, stopped on validation)")
-    trained = train_probes(heads, ctx.z_train[fit], y[fit], ctx.z_train[val], y[val], ctx.z_test[test], ty[test],
-                          progress=_every(30.0, lambda e, n, el: log(f"  probes: epoch {e} of at most {n}, {el:.0f}s "
-                                                                      f"(at most {el / e * (n - e):.0f}s more)")),
-                          **opts)
-    best = min(range(len(lrs)), key=lambda i: trained[f"linear_lr{i}"]["val_loss"])
-    best_lr = lrs[best]
-    probes = {"linear": trained[f"linear_lr{best}"], "mlp": trained["mlp"]}
-    out["linear_lr"] = best_lr
-    if len(lrs) > 1:
-        log(f"{target.prefix()}linear probe: learning rate {best_lr:g} chosen on validation (of "
-            + ", ".join(f"{lr:g}" for lr in lrs) + ")")
-    for kind, r in probes.items():
-        out.update({f"{kind}_acc": r["acc"], f"{kind}_val_acc": r["val_acc"], f"{kind}_epochs": r["epochs"],
-                    f"{kind}_epochs_run": r["epochs_run"], f"{kind}_capped": r["capped"]})
-        log(f"{target.prefix()}{kind} probe: test acc {r['acc']:.4f} (best validation epoch {r['epochs']} of "
-            f"{r['epochs_run']}" + (": stopped at the epoch cap, it may still have been improving" if r["capped"] else "") + ")")
-    log(f"{target.prefix()}probes trained in {time.monotonic() - t:.1f}s")
+    what = "" if len(targets) == 1 else f" of {len(targets)} targets ({len(heads)} heads in one loop)"
+    log(f"{targets[0].prefix() if len(targets) == 1 else ''}training the linear and MLP probes{what} "
+        f"(up to {cfg.probe_max_epochs} epochs, stopped on validation)")
+    trained = train_probes(heads, ctx.z_train[fit], y[fit], ctx.z_train[val], y[val], ctx.z_test[test], ty[test], classes,
+                           progress=_every(30.0, lambda e, n, el: log(f"  probes: epoch {e} of at most {n}, {el:.0f}s "
+                                                                       f"(at most {el / e * (n - e):.0f}s more)")),
+                           **opts)
+    out: dict = {}
+    for target in targets:
+        p = target.prefix()
+        best = min(range(len(lrs)), key=lambda j: trained[f"{p}linear_lr{j}"]["val_loss"])
+        probes = {"linear": trained[f"{p}linear_lr{best}"], "mlp": trained[f"{p}mlp"]}
+        out[f"{p}probe_hidden"], out[f"{p}linear_lr"] = hidden, lrs[best]
+        for kind, r in probes.items():
+            out.update({f"{p}{kind}_acc": r["acc"], f"{p}{kind}_val_acc": r["val_acc"], f"{p}{kind}_epochs": r["epochs"],
+                        f"{p}{kind}_epochs_run": r["epochs_run"], f"{p}{kind}_capped": r["capped"]})
+        capped = [k for k, r in probes.items() if r["capped"]]
+        log(f"{p}probes: linear {probes['linear']['acc']:.4f} (lr {lrs[best]:g} chosen on validation, epoch "
+            f"{probes['linear']['epochs']}), MLP {probes['mlp']['acc']:.4f} (epoch {probes['mlp']['epochs']})"
+            + (f"; {' and '.join(capped)} stopped at the epoch cap, it may still have been improving" if capped else ""))
+    log(f"probes trained in {time.monotonic() - t:.1f}s")
     if cfg.paper_probes:  # the paper's protocol: fixed epochs on the whole training set, scored once on test
         t = time.monotonic()
-        labelled = torch.nonzero(y >= 0).squeeze(1)
-        fixed = train_probes(kinds, ctx.z_train[labelled], y[labelled], None, None, ctx.z_test[test], ty[test], **opts)
-        for kind, r in fixed.items():
-            out[f"{kind}_acc_paper_protocol"] = r["acc"]
-        log(f"{target.prefix()}probes, paper protocol ({cfg.probe_max_epochs} epochs on all training images): linear "
-            f"{fixed['linear']['acc']:.4f}, MLP {fixed['mlp']['acc']:.4f} ({time.monotonic() - t:.1f}s)")
+        labelled = torch.nonzero((y >= 0).any(1)).squeeze(1)
+        kinds = {f"{target.prefix()}{kind}": (kind, cfg.probe_lr, i) for i, target in enumerate(targets)
+                 for kind in ("linear", "mlp")}
+        fixed = train_probes(kinds, ctx.z_train[labelled], y[labelled], None, None, ctx.z_test[test], ty[test], classes, **opts)
+        for name, r in fixed.items():
+            out[f"{name}_acc_paper_protocol"] = r["acc"]
+        log(f"probes, paper protocol ({cfg.probe_max_epochs} epochs on all training images): "
+            + ", ".join(f"{name} {r['acc']:.4f}" for name, r in fixed.items()) + f" ({time.monotonic() - t:.1f}s)")
     return out
 
 
@@ -134,8 +147,20 @@ def gmm_evaluator(ctx: Context, target: Target, log) -> dict:
 
 
 register_evaluator("knn", knn_evaluator)
-register_evaluator("probes", probe_evaluator)
+register_evaluator("probes", probe_evaluator, joint=True)
 register_evaluator("gmm", gmm_evaluator, applies_to=lambda target: target.role == "content")
+register_run_evaluator("generation", generation_evaluator)
+register_run_evaluator("style", style_evaluator)
+
+
+@dataclass
+class Representations:
+    """What a run evaluator gets: the representations of the un-augmented training images
+    train_x [N, d] and test images test_x [M, d] (CPU), and the data set's targets (content first)."""
+
+    train_x: torch.Tensor
+    test_x: torch.Tensor
+    targets: list
 
 
 def evaluate_targets(train_x: torch.Tensor, test_x: torch.Tensor, targets: list[Target], cfg: EvalConfig | None = None,
@@ -147,12 +172,15 @@ def evaluate_targets(train_x: torch.Tensor, test_x: torch.Tensor, targets: list[
     ctx = Context(train_x, test_x, cfg)
     metrics: dict = {"n_train": int(train_x.shape[0]), "n_fit": int(ctx.fit_idx.numel()), "n_val": int(ctx.val_idx.numel()),
                      "n_test": int(test_x.shape[0])}
-    for target in targets:
-        for entry in EVALUATORS.values():
-            if entry.name in skip or not entry.applies_to(target):
-                continue
-            prefix = target.prefix()
-            metrics.update({prefix + k: v for k, v in entry.fn(ctx, target, log).items()})
+    for entry in EVALUATORS.values():
+        chosen = [t for t in targets if entry.applies_to(t)]
+        if entry.name in skip or not chosen:
+            continue
+        if entry.joint:  # one call for all its targets; keys come prefixed
+            metrics.update(entry.fn(ctx, chosen, log))
+            continue
+        for target in chosen:
+            metrics.update({target.prefix() + k: v for k, v in entry.fn(ctx, target, log).items()})
     return metrics
 
 
@@ -169,7 +197,8 @@ def data_targets(data) -> list[Target]:
 
 
 QUICK_EVAL = {"max_train_images": 10000, "val_size": 2000, "probe_max_epochs": 50, "probe_patience": 5, "gmm_restarts": 1,
-              "decoder_max_epochs": 10, "decoder_patience": 3, "map_points": 1000}
+              "decoder_max_epochs": 10, "decoder_patience": 3, "map_points": 1000,
+              "style_max_train_images": 5000, "gen_samples": 2000}
 """The quick-evaluation preset (``--quick-eval``): for short runs, minutes instead of a quarter hour."""
 
 
@@ -197,7 +226,11 @@ def evaluate_loaded(run, cfg: EvalConfig, log=None) -> dict:
     log(f"encoded {len(train_x)} training and {len(test_x)} test images ({time.monotonic() - t0:.1f}s)")
     targets = [t.head(n_train) for t in data_targets(data)]
     metrics = {"method": run.config.train.method, "dataset": run.config.train.dataset, **run.state}
-    metrics.update(evaluate_targets(train_x, test_x, targets, cfg, log))
+    metrics.update(evaluate_targets(train_x, test_x, targets, cfg, log, skip=tuple(cfg.skip)))
+    rep = Representations(train_x, test_x, targets)
+    for name, fn in RUN_EVALUATORS.items():
+        if name not in cfg.skip:
+            metrics.update(fn(run, rep, cfg, log))
     recon = run.reconstruct(data.test_images)
     if recon is not None:
         metrics["recon_mse"] = float((recon - data.test_images.float() / 255).pow(2).mean())

@@ -47,7 +47,16 @@ for _m in (
     Metric("gmm_acc", "GMM acc", headline=True, note="clusters matched to classes on the scored split (Hungarian)"),
     Metric("gmm_nmi", "GMM NMI", headline=True),
     Metric("gmm_ari", "GMM ARI", headline=True),
-    Metric("recon_mse", "recon. MSE", "number", higher_is_better=False, note="per pixel, images in [0, 1], test set"),
+    Metric("recon_mse", "recon. MSE", "number", higher_is_better=False, headline=True,
+           note="per pixel, images in [0, 1], test set"),
+    Metric("fid", "FID", "number", higher_is_better=False, headline=True,
+           note="Inception FID of class-conditional samples against as many test images"),
+    Metric("classifier_fid", "classifier FID", "number", higher_is_better=False, headline=True,
+           note="Fréchet distance in a small classifier's features (grey data); not comparable with Inception FID"),
+    Metric("fid_samples", "samples for FID", "integer", None),
+    Metric("gen_samples", "class-conditional samples", "integer", None, in_report=False),
+    Metric("classifier_fid_net_acc", "test accuracy of the classifier-FID network", higher_is_better=None),
+    Metric("chance", "chance (most frequent class)", higher_is_better=None),
     Metric("knn_k", "k (chosen on validation)", "integer", None),
     Metric("linear_lr", "linear probe learning rate (chosen on validation)", "number", None),
     Metric("knn_acc_best_k_on_test", "k-NN, best k on test (paper protocol)"),
@@ -104,9 +113,10 @@ def report_keys() -> list[str]:
 
 
 
-# An evaluator: (train_x, train_y, test_x, test_y, n_classes, cfg, log, context) -> metrics with bare keys.
-# ``context`` carries what evaluators share for one representation (the fit/validation split,
-# standardised features) so that each is computed once.
+# An evaluator: (context, target, log) -> metrics with bare keys; a *joint* evaluator:
+# (context, targets, log) -> metrics with prefixed keys, one call for all targets (the probes
+# train every target's heads in one loop). ``context`` carries what evaluators share for one
+# representation (the fit/validation split, standardised features) so that each is computed once.
 Evaluator = Callable[..., dict]
 
 
@@ -115,10 +125,27 @@ class EvaluatorEntry:
     name: str
     fn: Evaluator
     applies_to: Callable[[Target], bool] = lambda target: True
+    joint: bool = False
 
 
 EVALUATORS: dict[str, EvaluatorEntry] = {}
 
 
-def register_evaluator(name: str, fn: Evaluator, applies_to: Callable[[Target], bool] | None = None) -> None:
-    EVALUATORS[name] = EvaluatorEntry(name, fn, applies_to or (lambda target: True))
+def register_evaluator(name: str, fn: Evaluator, applies_to: Callable[[Target], bool] | None = None,
+                       joint: bool = False) -> None:
+    EVALUATORS[name] = EvaluatorEntry(name, fn, applies_to or (lambda target: True), joint)
+
+
+# A run evaluator: (run, representations, cfg, log) -> metrics; it needs more than the
+# representations of the un-augmented images (the decoder, the data, new views): generation
+# (samples, FID) and style retrieval. ``representations`` holds train_x, test_x, targets.
+RUN_EVALUATORS: dict[str, Callable[..., dict]] = {}
+
+
+def register_run_evaluator(name: str, fn: Callable[..., dict]) -> None:
+    RUN_EVALUATORS[name] = fn
+
+
+def evaluator_names() -> list[str]:
+    """The names ``--skip`` accepts: every registered evaluator."""
+    return [*EVALUATORS, *RUN_EVALUATORS]

@@ -83,9 +83,21 @@ class Method(nn.Module):
         """The representation of un-augmented images [n, C, H, W] -> [n, d]."""
         raise NotImplementedError
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor | None:
-        """Images decoded from the representation, in [0, 1]; None without a decoder."""
+    def decode(self, z: torch.Tensor) -> torch.Tensor | None:
+        """Images [n, C, H, W] in [0, 1] (pixel means) decoded from representations z [n, d], in
+        eval mode; None for a method without a decoder (own or post-hoc)."""
         return None
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Images decoded from the representation of images x [n, C, H, W], in [0, 1]; None
+        without a decoder."""
+        return self.decode(self.encode(x)) if self.has_decoder else None
+
+    @property
+    def has_decoder(self) -> bool:
+        """Whether ``decode`` returns images (a generative method, or one with a post-hoc decoder)."""
+        return False
 
     def after_step(self) -> None:
         """Called after each optimiser step (momentum encoders update here)."""

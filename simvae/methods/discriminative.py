@@ -47,11 +47,16 @@ class EncoderMethod(Method):
         """Use a post-hoc decoder (trained on frozen representations) for ``reconstruct``."""
         object.__setattr__(self, "posthoc_decoder", decoder)
 
+    @property
+    def has_decoder(self) -> bool:
+        return self.posthoc_decoder is not None
+
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor | None:
+    def decode(self, z: torch.Tensor) -> torch.Tensor | None:
+        """The post-hoc decoder's pixel means for representations z [n, latent_dim] -> [n, C, H, W]
+        in [0, 1] (paper A.7.6, "ad-hoc decoder"); None before one is attached."""
         if self.posthoc_decoder is None:
             return None
-        z = self.encode(x)
         was_training = self.posthoc_decoder.training
         self.posthoc_decoder.eval()
         try:

@@ -58,8 +58,11 @@ class LatentVariableMethod(Method):
         with eval_mode(self):
             return self.posterior(x)[0]
 
+    has_decoder = True
+
     @torch.no_grad()
-    def reconstruct(self, x):
-        """Decoded posterior means of images [n, C, H, W] -> [n, C, H, W] in [0, 1], in eval mode."""
+    def decode(self, z):
+        """Pixel means of p(x|z) for latents z [n, latent_dim] -> [n, C, H, W] in [0, 1], in eval mode
+        (paper A.7.6: reconstructions decode the posterior mean; samples decode draws of z)."""
         with eval_mode(self):
-            return self.mean_image(self.decoder(self.posterior(x)[0]))
+            return self.mean_image(self.decoder(z.to(next(self.decoder.parameters()).dtype)))

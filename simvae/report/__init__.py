@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..evaluate.registry import METRICS, format_value, metric, report_keys
-from .figures import latent_map, loss_curve, reconstruction_grid
+from .figures import augmentation_grid, latent_map, loss_curve, reconstruction_grid, sample_grid, traversal_grid
 from .model import Code, Figure, Note, Report, Section, Table, to_markdown
 
 N_RECON = 16
@@ -76,6 +76,45 @@ def build_run_report(run, metrics: dict, eval_cfg, figures: list[tuple[str, str]
     return report
 
 
+N_AUG_IMAGES, N_AUG_VIEWS = 4, 6
+TRAVERSAL_STEPS = (-2.0, -1.0, 0.0, 1.0, 2.0)
+
+
+def generation_figures(run, eval_cfg) -> list[tuple[str, str]]:
+    """samples.png (class-conditional samples, paper Fig. 10), augmentations.png (test images, their
+    augmented views and the method's reconstructions of each: what survives a flip or a crop) and
+    traversal.png (decoded steps along the representation's top principal directions)."""
+    from ..augment import to_float
+    from ..augment.ops import pipeline_for
+    from ..evaluate.generation import class_conditional_samples, latent_traversal
+    from ..presets import preset
+
+    path, data, method = run.path, run.data, run.config.train.method
+    who = method if run.method.generative else f"{method} (post-hoc decoder)"
+    n = min(10000, len(data.train_images))
+    z = run.encode(data.train_images[:n])
+    figs = []
+    samples, labels = class_conditional_samples(run.decode, z, data.train_labels[:n], len(data.classes), 10, eval_cfg.seed)
+    sample_grid(samples, labels, data.classes, path / "samples.png",
+                title=f"{who}: samples from one Gaussian per class fitted to the training representations")
+    figs.append(("Class-conditional samples", "samples.png"))
+    images = to_float(data.test_images[:N_AUG_IMAGES])
+    pipeline = pipeline_for(preset(run.config.train.dataset).augment, data.binarized)
+    params = pipeline.make_params(images.shape[0] * N_AUG_VIEWS, tuple(images.shape[-2:]),
+                                  torch.Generator().manual_seed(eval_cfg.seed), "cpu")
+    views = pipeline(images, params)
+    flat = torch.cat([images[:, None], views], 1)
+    recon = run.reconstruct(flat.flatten(0, 1)).view(flat.shape)
+    augmentation_grid(images, views, {f"{who}": recon}, path / "augmentations.png",
+                      title="test images, augmented views, and their reconstructions (row below each)")
+    figs.append(("What survives an augmentation: views and their reconstructions", "augmentations.png"))
+    frames = latent_traversal(run.decode, z, 4, TRAVERSAL_STEPS)
+    traversal_grid(frames, list(TRAVERSAL_STEPS), path / "traversal.png",
+                   title=f"{who}: the mean representation moved along its top principal directions")
+    figs.append(("Latent traversal along the top principal directions", "traversal.png"))
+    return figs
+
+
 def write_report(run, metrics: dict, eval_cfg) -> Path:
     """Figures and report.md in the run folder of ``run`` (a loaded ``simvae.run.Run``)."""
     path: Path = run.path
@@ -90,6 +129,8 @@ def write_report(run, metrics: dict, eval_cfg) -> Path:
                             title="test images (top) and their reconstructions"
                                   + ("" if run.method.generative else " by a decoder fitted afterwards"))
         figs.append(("Test images and reconstructions", "reconstructions.png"))
+    if run.method.has_decoder:
+        figs += generation_figures(run, eval_cfg)
     if eval_cfg.map_points > 0:
         reps = run.encode(data.test_images)
         latent_map(reps, data.test_labels, data.classes, path / "latent_map.png", eval_cfg.map_points, eval_cfg.seed,

@@ -21,6 +21,7 @@ from ..evaluate.registry import METRICS, format_value, headline_keys
 from .model import Figure, Note, Report, Section, Table, blocks_markdown, to_markdown
 
 COLUMNS = [(key, METRICS[key].label) for key in headline_keys()]  # from the one metric registry
+TARGET_COLUMN = "mlp_acc"  # the figure shown for each other target (style, hair colour): its MLP probe
 N_IMAGES = 12
 SECTIONS = ("train", "method", "eval")
 
@@ -126,12 +127,36 @@ def read_runs(run_dirs: list[Path]) -> "OrderedDict[str, list[dict]]":
     return groups
 
 
-def comparison_rows(groups) -> list[dict]:
+def columns_for(groups) -> list[tuple[str, str]]:
+    """The table's columns: the headline metrics (content, generation), then the MLP probe of each
+    other target the runs have (``style/flip``, ``hair_colour``; the many ``attr/`` targets are
+    left to the per-attribute figure), content first, style after."""
+    targets = sorted({k.rsplit("/", 1)[0] for runs in groups.values() for r in runs for k in r
+                      if k.endswith("/" + TARGET_COLUMN) and not k.startswith("attr/")},
+                     key=lambda t: (t.startswith("style/"), t))
+    return COLUMNS + [(f"{t}/{TARGET_COLUMN}", f"{t} MLP") for t in targets]
+
+
+def chance_note(groups) -> str | None:
+    """What chance is on each style target (the most frequent test class), from the first run that says."""
+    chances = {}
+    for runs in groups.values():
+        for r in runs:
+            for k, v in r.items():
+                if k.endswith("/chance"):
+                    chances.setdefault(k.rsplit("/", 1)[0], v)
+    if not chances:
+        return None
+    return ("Style targets: what the augmentation did to one view of each image, predicted from its representation; "
+            "chance (the most frequent class): " + ", ".join(f"{t} {100 * v:.1f}" for t, v in sorted(chances.items())) + ".")
+
+
+def comparison_rows(groups, columns=None) -> list[dict]:
     """One row per group: label, method, number of runs, and mean and standard error of each column."""
     rows = []
     for label, runs in groups.items():
         row = {"method": runs[0].get("method", "?"), "label": label, "n_runs": len(runs)}
-        for key, _ in COLUMNS:
+        for key, _ in columns or COLUMNS:
             vals = [r[key] for r in runs if key in r]
             if vals:
                 row[key], row[key + "_se"] = mean_se(vals)
@@ -154,16 +179,18 @@ def grouping_notes(groups) -> list[str]:
     return notes
 
 
-def comparison_table(rows: list[dict], dataset: str) -> Table:
+def comparison_table(rows: list[dict], dataset: str, columns=None) -> Table:
+    columns = columns or COLUMNS
     cells = [[r.get("label", r["method"]), str(r["n_runs"])]
-             + [format_value(key, r.get(key), r.get(key + "_se") if r["n_runs"] > 1 else None) for key, _ in COLUMNS]
+             + [format_value(key, r.get(key), r.get(key + "_se") if r["n_runs"] > 1 else None) for key, _ in columns]
              for r in rows]
-    return Table(["method", "runs"] + [name for _, name in COLUMNS], cells,
-                 f"Test-set figures on {dataset} (%; mean ± standard error over runs where runs > 1).")
+    return Table(["method", "runs"] + [name for _, name in columns], cells,
+                 f"Test-set figures on {dataset} (accuracies in %; mean ± standard error over runs where runs > 1; "
+                 "recon. MSE per pixel in [0, 1], lower is better; FIDs lower is better).")
 
 
-def markdown_table(rows: list[dict], dataset: str, notes: list[str] = ()) -> str:
-    return blocks_markdown([comparison_table(rows, dataset)] + [Note(f"Note: {n}") for n in notes])
+def markdown_table(rows: list[dict], dataset: str, notes: list[str] = (), columns=None) -> str:
+    return blocks_markdown([comparison_table(rows, dataset, columns)] + [Note(f"Note: {n}") for n in notes])
 
 
 def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True, overwrite: bool = False) -> list[Path]:
@@ -178,9 +205,13 @@ def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True, overw
         raise RunDirError(f"{out_dir} already holds a comparison ({md.name}); pass --overwrite to replace it "
                           "or choose another --out")
     groups = read_runs(run_dirs)
-    rows = comparison_rows(groups)
+    columns = columns_for(groups)
+    rows = comparison_rows(groups, columns)
     dataset = next(iter(groups.values()))[0].get("dataset", "?")
     notes = grouping_notes(groups)
+    chance = chance_note(groups)
+    if chance:
+        notes.append(chance)
     shown, skipped = figure_runs(groups) if figure else ({}, [])
     if figure:
         notes += [f"Reconstruction figure: {s}." for s in skipped]
@@ -188,7 +219,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True, overw
             notes.append("No reconstruction figure: no run has a checkpoint.pt and a config.json.")
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report("simvae comparison", [
-        Section("Results", [comparison_table(rows, dataset)] + [Note(f"Note: {n}") for n in notes]),
+        Section("Results", [comparison_table(rows, dataset, columns)] + [Note(f"Note: {n}") for n in notes]),
         Section("Runs", [Note("\n".join(f"- {label}: {', '.join(r['_dir'] for r in runs)}" for label, runs in groups.items()))]),
     ])
     if shown:
@@ -196,7 +227,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True, overw
                                                                     "reconstructed by each row's first run")]))
     md.write_text(to_markdown(report))
     csv_path = out_dir / "comparison.csv"
-    fields = ["method", "n_runs"] + [k for key, _ in COLUMNS for k in (key, key + "_se")] + ["label"]
+    fields = ["method", "n_runs"] + [k for key, _ in columns for k in (key, key + "_se")] + ["label"]
     with open(csv_path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()

@@ -94,3 +94,53 @@ def loss_curve(steps_jsonl: Path, epochs_jsonl: Path, path: Path, loss_name: str
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def _grid(rows: list[torch.Tensor], row_labels: list[str], path: Path, title: str = "", col_labels=None) -> None:
+    """Images in a grid: one list entry per row (float [n, C, H, W] in [0, 1])."""
+    n = max(r.shape[0] for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.85 + 1.2, len(rows) * 0.85 + 0.5), squeeze=False)
+    for r, imgs in enumerate(rows):
+        for c in range(n):
+            if c < imgs.shape[0]:
+                _show(axes[r, c], imgs[c])
+            else:
+                axes[r, c].axis("off")
+        axes[r, 0].set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=8)
+    for c, label in enumerate(col_labels or []):
+        axes[0, c].set_title(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def sample_grid(samples: torch.Tensor, labels: torch.Tensor, classes: list[str], path: Path, per_class: int = 10,
+                title: str = "") -> None:
+    """Class-conditional samples (paper Fig. 10): one row per class, ``per_class`` samples each."""
+    rows = [samples[labels == k][:per_class] for k in range(len(classes))]
+    keep = [i for i, r in enumerate(rows) if r.shape[0]]
+    _grid([rows[i] for i in keep], [str(classes[i]) for i in keep], path, title)
+
+
+def augmentation_grid(images: torch.Tensor, views: torch.Tensor, recons: dict[str, torch.Tensor], path: Path,
+                      title: str = "") -> None:
+    """For each image: a row with the image and its augmented views, then one row per entry of
+    ``recons`` (label -> reconstructions [n, 1 + J, C, H, W] of the image and of each view).
+    images [n, C, H, W], views [n, J, C, H, W], floats in [0, 1]."""
+    rows, labels = [], []
+    for i in range(images.shape[0]):
+        rows.append(torch.cat([images[i:i + 1], views[i]]))
+        labels.append(f"image {i + 1}")
+        for label, rec in recons.items():
+            rows.append(rec[i])
+            labels.append(label)
+    cols = ["image"] + [f"view {j + 1}" for j in range(views.shape[1])]
+    _grid(rows, labels, path, title, cols)
+
+
+def traversal_grid(frames: torch.Tensor, steps: list[float], path: Path, title: str = "") -> None:
+    """Latent traversal: frames [k, s, C, H, W], row i decodes the mean moved along direction i by
+    steps[j] standard deviations."""
+    _grid(list(frames), [f"PC {i + 1}" for i in range(frames.shape[0])], path, title, [f"{t:+.1f}σ" for t in steps])

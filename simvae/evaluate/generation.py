@@ -1,0 +1,125 @@
+"""Generation (paper A.7.6, Table 7, Fig. 10): class-conditional sampling from a
+representation, decoded by the method's decoder (its own, or the post-hoc one).
+
+One full-covariance Gaussian per class is fitted to the training representations
+(maximum likelihood, plus a small ridge so every covariance is positive definite); samples
+z ~ N(mu_k, Sigma_k) are decoded to pixel means in [0, 1]. Reconstruction MSE is per pixel,
+images in [0, 1], averaged over the test set (``recon_mse``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def fit_class_gaussians(z: torch.Tensor, y: torch.Tensor, n_classes: int, ridge: float = 1e-4
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class mean [K, d] and full covariance [K, d, d] (float64) of representations z [N, d]
+    with labels y [N] in 0..K-1 (-1: unlabelled, ignored). ``ridge`` x the mean variance is added
+    to each diagonal. Raises ValueError when a class has fewer than 2 labelled points."""
+    z = z.double()
+    d = z.shape[1]
+    means, covs = [], []
+    scale = float(z.var(0).mean()) if z.shape[0] > 1 else 1.0
+    for k in range(n_classes):
+        zk = z[y == k]
+        if zk.shape[0] < 2:
+            raise ValueError(f"class {k} has {zk.shape[0]} labelled training representations; a Gaussian needs at least 2")
+        mu = zk.mean(0)
+        c = torch.cov(zk.T).reshape(d, d) + ridge * max(scale, 1e-12) * torch.eye(d, dtype=z.dtype)
+        means.append(mu)
+        covs.append(c)
+    return torch.stack(means), torch.stack(covs)
+
+
+def sample_class_gaussians(means: torch.Tensor, covs: torch.Tensor, n_per_class: int, seed: int = 0
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n_per_class`` draws z = mu_k + L_k eps (L_k the Cholesky factor of Sigma_k) per class:
+    float32 z [K * n, d] (class-major) and labels [K * n]."""
+    g = torch.Generator().manual_seed(seed)
+    k, d = means.shape
+    eps = torch.randn(k, n_per_class, d, generator=g, dtype=torch.float64)
+    chol = torch.linalg.cholesky(covs)
+    z = means[:, None, :] + torch.einsum("kij,knj->kni", chol, eps)
+    labels = torch.arange(k).repeat_interleave(n_per_class)
+    return z.reshape(k * n_per_class, d).float(), labels
+
+
+def class_conditional_samples(decode, train_z: torch.Tensor, train_y: torch.Tensor, n_classes: int,
+                              n_per_class: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoded samples: ``decode`` (z [n, d] -> images [n, C, H, W] in [0, 1]) of draws from the
+    per-class Gaussians of (train_z, train_y). Returns (images float [K * n, C, H, W], labels)."""
+    means, covs = fit_class_gaussians(train_z, train_y, n_classes)
+    z, labels = sample_class_gaussians(means, covs, n_per_class, seed)
+    return decode(z), labels
+
+
+def fid_sample_count(cfg, device) -> int:
+    """``fid_samples``, resolved: 10,000 on a GPU and 0 (off) on a CPU when not given."""
+    if cfg.fid_samples is not None:
+        return cfg.fid_samples
+    return 10000 if str(device).startswith("cuda") else 0
+
+
+def generation_evaluator(run, rep, cfg, log) -> dict:
+    """Class-conditional samples of a run with a decoder (paper A.7.6) and their Fréchet distances
+    to the test images: ``classifier_fid`` on grey data, ``fid`` (Inception) where enabled.
+    Returns {} (with a log line) for a method without a decoder."""
+    import time
+
+    from .fid import FidUnavailable, InceptionFeatures, frechet_distance, train_classifier
+
+    if not run.method.has_decoder:
+        log("generation: skipped, the method has no decoder")
+        return {}
+    content = rep.targets[0]
+    data = run.data
+    k = content.n_classes
+    per_class = max(1, cfg.gen_samples // k)
+    t = time.monotonic()
+    samples, labels = class_conditional_samples(run.decode, rep.train_x, content.train, k, per_class, cfg.seed)
+    out: dict = {"gen_samples": int(samples.shape[0])}
+    log(f"generation: {samples.shape[0]} class-conditional samples ({per_class} per class, one full-covariance "
+        f"Gaussian per class; {time.monotonic() - t:.1f}s)")
+    g = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(samples.shape[0], generator=g)  # any prefix is about class-balanced
+    if data.image_shape[0] == 1 and len(data.classes) > 1:
+        t = time.monotonic()
+        net = train_classifier(data.train_images, data.train_labels, data.test_images, data.test_labels, len(data.classes),
+                               seed=0, log=log)
+        out["classifier_fid"] = frechet_distance(net, data.test_images, samples[order])
+        out["classifier_fid_net_acc"] = net.test_acc
+        log(f"generation: classifier FID {out['classifier_fid']:.3f} ({samples.shape[0]} samples against "
+            f"{len(data.test_images)} test images, features of a classifier of test accuracy {net.test_acc:.3f}; "
+            f"{time.monotonic() - t:.1f}s)")
+    n_fid = min(fid_sample_count(cfg, run.device), samples.shape[0], len(data.test_images))
+    if n_fid < 2:
+        log("generation: Inception FID off on the CPU (about 6 GFLOP per image: minutes per thousand images); "
+            "--fid-samples N computes it from N samples against N test images")
+        return out
+    try:
+        inception = InceptionFeatures(run.device)
+    except FidUnavailable as e:
+        log(f"generation: no Inception FID: {e}")
+        return out
+    t = time.monotonic()
+    real = data.test_images[torch.randperm(len(data.test_images), generator=g)[:n_fid]]
+    out["fid"] = frechet_distance(inception, real, samples[order[:n_fid]], device=run.device)
+    out["fid_samples"] = n_fid
+    log(f"generation: FID {out['fid']:.2f} ({n_fid} samples against {n_fid} test images; {time.monotonic() - t:.1f}s)")
+    return out
+
+
+def latent_traversal(decode, z: torch.Tensor, n_directions: int = 4, steps=(-2.0, -1.0, 0.0, 1.0, 2.0)
+                     ) -> torch.Tensor:
+    """Decoded points along the top principal directions of representations z [N, d]: the mean
+    plus t standard deviations along direction i, for t in ``steps``. Returns [k, len(steps), C, H, W]."""
+    z = z.double()
+    mean = z.mean(0)
+    _, s, v = torch.linalg.svd(z - mean, full_matrices=False)
+    k = min(n_directions, v.shape[0])
+    sd = s[:k] / max(1, z.shape[0] - 1) ** 0.5
+    t = torch.tensor(steps, dtype=torch.float64)
+    points = mean + (t[None, :, None] * sd[:, None, None]) * v[:k, None, :]  # [k, s, d]
+    frames = decode(points.reshape(-1, z.shape[1]).float())
+    return frames.reshape(k, len(steps), *frames.shape[1:])
