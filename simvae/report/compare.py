@@ -218,10 +218,14 @@ def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True, overw
         if not shown:
             notes.append("No reconstruction figure: no run has a checkpoint.pt and a config.json.")
     out_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
     report = Report("simvae comparison", [
         Section("Results", [comparison_table(rows, dataset, columns)] + [Note(f"Note: {n}") for n in notes]),
         Section("Runs", [Note("\n".join(f"- {label}: {', '.join(r['_dir'] for r in runs)}" for label, runs in groups.items()))]),
     ])
+    for title, fname, caption in content_style_figures(groups, rows, out_dir):
+        report.sections.insert(1, Section(title, [Figure(fname, caption)]))
+        paths.append(out_dir / fname)
     if shown:
         report.sections.insert(1, Section("Reconstructions", [Figure("reconstructions.png", "the same test images, "
                                                                     "reconstructed by each row's first run")]))
@@ -233,10 +237,56 @@ def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True, overw
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k, "") for k in fields})
-    paths = [md, csv_path]
+    paths = [md, csv_path] + paths
     if shown:
         paths.append(reconstruction_figure(shown, out_dir / "reconstructions.png"))
     return paths
+
+
+def _style_targets(groups) -> list[str]:
+    """The non-content targets the runs were scored on (their MLP probe), content-like first."""
+    return sorted({k.rsplit("/", 1)[0] for runs in groups.values() for r in runs for k in r
+                   if k.endswith("/" + TARGET_COLUMN)}, key=lambda t: (t.startswith("style/"), t.startswith("attr/"), t))
+
+
+def content_style_figures(groups, rows, out_dir: Path) -> list[tuple[str, str, str]]:
+    """content_style.png (content MLP accuracy against style: CelebA's hair colour, else the mean
+    over the style/ targets; paper Fig. 5 middle) and target_gains.png (per-target accuracies, and
+    the gains of SimVAE over each method; Fig. 5 right, Fig. 6) where the runs have other targets.
+    Returns (section title, file name, caption) of each figure written."""
+    from .figures import content_style_scatter, target_accuracies_and_gains
+
+    targets = _style_targets(groups)
+    if not targets:
+        return []
+    style = [t for t in targets if t == "hair_colour"] or [t for t in targets if t.startswith("style/")] or targets
+    what = style[0] if len(style) == 1 else f"mean over {len(style)} style targets ({', '.join(t.split('/', 1)[-1] for t in style)})"
+    points = []
+    for label, runs in groups.items():
+        xs = [r["mlp_acc"] for r in runs if "mlp_acc" in r]
+        ys = [sum(r[f"{t}/{TARGET_COLUMN}"] for t in style) / len(style) for r in runs
+              if all(f"{t}/{TARGET_COLUMN}" in r for t in style)]
+        if xs and ys:
+            (x, x_se), (y, y_se) = mean_se(xs), mean_se(ys)
+            points.append({"label": label, "x": x, "y": y, "x_se": x_se, "y_se": y_se})
+    out = []
+    if points:
+        content_style_scatter(points, out_dir / "content_style.png", "content: MLP probe on the class (%)",
+                              f"style: MLP probe, {what} (%)", "content against style (test set)")
+        out.append(("Content against style", "content_style.png",
+                    f"x: content accuracy; y: {what}; error bars: standard error over runs"))
+    reference = next((r["label"] for r in rows if r["method"] == "simvae"), None)
+    if reference is not None and len(rows) > 1:
+        def mean_of(runs, key):
+            vals = [r[key] for r in runs if key in r]
+            return mean_se(vals)[0] if vals else float("nan")
+
+        accs = {label: [mean_of(runs, f"{t}/{TARGET_COLUMN}") for t in targets] for label, runs in groups.items()}
+        target_accuracies_and_gains(targets, accs, reference, out_dir / "target_gains.png",
+                                    "MLP probe accuracy per target, and SimVAE's gain over each method")
+        out.append(("Per-target accuracy and SimVAE's gains", "target_gains.png",
+                    "top: test accuracy of the MLP probe per target; bottom: SimVAE minus each method, in points"))
+    return out
 
 
 def figure_runs(groups) -> tuple[dict[str, str], list[str]]:

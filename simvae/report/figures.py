@@ -144,3 +144,55 @@ def traversal_grid(frames: torch.Tensor, steps: list[float], path: Path, title: 
     """Latent traversal: frames [k, s, C, H, W], row i decodes the mean moved along direction i by
     steps[j] standard deviations."""
     _grid(list(frames), [f"PC {i + 1}" for i in range(frames.shape[0])], path, title, [f"{t:+.1f}σ" for t in steps])
+
+
+def content_style_scatter(points: list[dict], path: Path, x_label: str, y_label: str, title: str = "") -> None:
+    """One point per comparison row (``label``, ``x``, ``y``, optional ``x_se``/``y_se``), with
+    error bars where a row averages several runs (paper Fig. 5, middle: content vs style)."""
+    fig, ax = plt.subplots(figsize=(6.2, 5))
+    cmap = plt.get_cmap("tab10")
+    for i, p in enumerate(points):
+        ax.errorbar(100 * p["x"], 100 * p["y"], xerr=100 * p.get("x_se", 0) or None, yerr=100 * p.get("y_se", 0) or None,
+                    fmt="o", color=cmap(i % 10), capsize=3, label=p["label"])
+        ax.annotate(p["label"], (100 * p["x"], 100 * p["y"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def target_accuracies_and_gains(targets: list[str], rows: dict[str, list[float]], reference: str, path: Path,
+                                title: str = "") -> None:
+    """Per-target test accuracy of each row (top) and the gain of the ``reference`` row over each
+    other row (bottom), in percentage points (paper Fig. 5 right and Fig. 6). ``rows`` maps a row
+    label to its accuracies in ``targets`` order (NaN where missing)."""
+    x = np.arange(len(targets))
+    others = [label for label in rows if label != reference]
+    width = 0.8 / max(1, len(others))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(7.0, 0.45 * len(targets) + 3), 7.5), sharex=True)
+    cmap = plt.get_cmap("tab10")
+    for i, (label, accs) in enumerate(rows.items()):
+        top.plot(x, 100 * np.asarray(accs, dtype=float), "o" if label != reference else "*",
+                 ms=5 if label != reference else 10, color="k" if label == reference else cmap(i % 10), label=label)
+    ref = np.asarray(rows[reference], dtype=float)
+    for i, label in enumerate(others):
+        gain = 100 * (ref - np.asarray(rows[label], dtype=float))
+        bottom.bar(x - 0.4 + width * (i + 0.5), gain, width, color=cmap((list(rows).index(label)) % 10), label=label)
+    bottom.axhline(0, color="k", lw=0.8)
+    top.set_ylabel("test accuracy (%)")
+    bottom.set_ylabel(f"{reference} minus method (points)")
+    bottom.set_xticks(x)
+    bottom.set_xticklabels(targets, rotation=60, ha="right", fontsize=8)
+    top.legend(fontsize=8, ncol=3, frameon=False)
+    bottom.legend(fontsize=8, ncol=3, frameon=False)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3, axis="y")
+    if title:
+        top.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
