@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .targets import Target
 
 DATA_DIR_ENV = "SIMVAE_DATA_DIR"
 OFFLINE_ENV = "SIMVAE_OFFLINE"
+
+
+def search_dirs(data_dir) -> tuple[list[Path], bool]:
+    """(folders to look in, explicit): ``data_dir`` alone when given (raises DataError when it is
+    not a folder), else the one named by ``$SIMVAE_DATA_DIR``, else none."""
+    if data_dir:
+        base = Path(data_dir).expanduser()
+        if not base.is_dir():
+            raise DataError(f"data folder {data_dir} does not exist or is not a folder (from --data-dir)")
+        return [base], True
+    env = os.environ.get(DATA_DIR_ENV)
+    return ([Path(env).expanduser()] if env else []), False
 
 
 @dataclass

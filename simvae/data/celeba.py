@@ -55,7 +55,7 @@ import torch
 
 from ..cache import CACHE_ENV, cache_dir
 from ..errors import DataError
-from .base import DATA_DIR_ENV, ImageData
+from .base import DATA_DIR_ENV, ImageData, search_dirs
 from .targets import Target
 
 CLASSES = ("female", "male")
@@ -424,15 +424,7 @@ def load_celeba(data_dir=None, binarize: bool = False, download: bool = True) ->
     ``binarize`` is ignored (colour data); nothing is downloaded. Raises DataError when CelebA is
     not found (naming the files needed and where it looked), a text file is malformed (file and
     line), or images are missing or undecodable (by path)."""
-    explicit = bool(data_dir)
-    if explicit:
-        base = Path(data_dir).expanduser()
-        if not base.is_dir():
-            raise DataError(f"data folder {data_dir} does not exist or is not a folder (from --data-dir)")
-        dirs = [base]
-    else:
-        env = os.environ.get(DATA_DIR_ENV)
-        dirs = [Path(env).expanduser()] if env else []
+    dirs, explicit = search_dirs(data_dir)
     root = find_celeba(dirs)
     if root is None:
         raise _not_found(dirs, explicit, download)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import DATA_DIR_ENV, OFFLINE_ENV, ImageData
+from .base import OFFLINE_ENV, ImageData, search_dirs
 from .checks import check_counts, check_labels
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -121,15 +121,7 @@ def _download() -> Path | None:
 def load_cifar10(data_dir=None, binarize: bool = False, download: bool = True):
     """CIFAR-10 as an ImageData (uint8 [N, 3, 32, 32]). Raises DataError when it is not found
     (naming where it looked) or a file is damaged."""
-    explicit = bool(data_dir)
-    if explicit:
-        base = Path(data_dir).expanduser()
-        if not base.is_dir():
-            raise DataError(f"data folder {data_dir} does not exist or is not a folder (from --data-dir)")
-        dirs = [base]
-    else:
-        env = os.environ.get(DATA_DIR_ENV)
-        dirs = [Path(env).expanduser()] if env else []
+    dirs, explicit = search_dirs(data_dir)
     found = find_cifar(dirs)
     if found is None and download and not explicit:
         fetched = _download()

@@ -1,6 +1,8 @@
-"""Train and evaluate every method at the same budget on full Fashion-MNIST, then compare.
+"""Train and evaluate every method at the same budget on one data set (full Fashion-MNIST by
+default), then compare.
 
-    python benchmarks/fashion_all_methods.py --epochs N [--methods simvae vae ...] [--seeds 0 1 2]
+    python benchmarks/compare_methods.py --epochs N [--methods simvae vae ...] [--seeds 0 1 2]
+        [--dataset cifar10 --data-dir DIR] [--network mlp|conv] [--train-subset N]
 
 Same encoder, decoder, latent size, augmentations, batch size and epochs for all (each
 method's own paper defaults otherwise: J, temperatures, learning rate). Runs land in
@@ -29,9 +31,12 @@ ORDER = ["random", "simclr", "moco", "mocov2", "vicreg", "vae", "beta-vae", "cr-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--network", choices=["mlp", "conv"], default=None, help="default: the data set's")
     ap.add_argument("--methods", nargs="+", default=ORDER, choices=sorted(METHODS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
-    ap.add_argument("--out-dir", default="runs/all-methods")
+    ap.add_argument("--out-dir", default="runs/compare-methods")
     ap.add_argument("--train-subset", type=int, default=None)
     ap.add_argument("--gmm-restarts", type=int, default=3)
     ap.add_argument("--probe-max-epochs", type=int, default=200)
@@ -51,8 +56,9 @@ def main() -> None:
             out = root / f"{method}-s{seed}"
             method_opts = {"beta": args.beta} if (method == "beta-vae" and args.beta is not None) else {}
             run = build_run_config({
-                "train": {"dataset": "fashion-mnist", "method": method, "epochs": 1 if method == "random" else args.epochs,
-                          "seed": seed, "train_subset": args.train_subset},
+                "train": {"dataset": args.dataset, "data_dir": args.data_dir, "network": args.network, "method": method,
+                          "epochs": 1 if method == "random" else args.epochs, "seed": seed,
+                          "train_subset": args.train_subset},
                 "method": method_opts,
                 "eval": {"gmm_restarts": args.gmm_restarts, "probe_max_epochs": args.probe_max_epochs,
                          "probe_patience": args.probe_patience, "decoder_max_epochs": args.decoder_max_epochs,
@@ -72,7 +78,7 @@ def main() -> None:
     groups = read_runs(run_dirs)
     columns = columns_for(groups)
     rows = comparison_rows(groups, columns)
-    print(markdown_table(rows, "fashion-mnist", columns=columns))
+    print(markdown_table(rows, args.dataset, columns=columns))
     print("written: " + ", ".join(map(str, paths)))
     keys = [k for k, _ in columns]  # the one metric registry, and the targets the runs have
     print(json.dumps({r["method"]: {**{k: r[k] for k in keys if k in r}, "n_runs": r["n_runs"],
