@@ -3,8 +3,9 @@
 #
 #   benchmarks/gpu_throughput.sh [--steps 200] [--warmup 20] [--batch-size 128] [--views 10] [--fp32] [--compile]
 #
-# Trains the MLP SimVAE (and the conv SimVAE once simvae.nets has one; until then the JSON
-# says "conv": "absent: ...") with the real Trainer for a fixed number of steps and prints
+# Trains the MLP SimVAE (Fashion-MNIST shape) and the conv SimVAE of paper Table 4 on every data
+# set that uses it (CIFAR-10 32x32, CelebA 64x64; random images of that shape where the data set is
+# not found) with the real Trainer (views made on the GPU) for a fixed number of steps and prints
 # one JSON object on the last line of stdout. Python: $PYTHON, else the repository's venv
 # interpreter if found, else python3. On a machine without a CUDA GPU it exits 2 with a
 # one-line explanation (and {"error": ...} on stdout).
