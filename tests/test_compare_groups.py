@@ -124,7 +124,7 @@ def test_figure_shows_runs_with_a_checkpoint_and_notes_the_rest(tmp_path, monkey
     def fake_figure(runs, path):
         shown.update(runs)
         path.write_bytes(b"png")
-        return path
+        return [path]
 
     monkeypatch.setattr(compare, "reconstruction_figure", fake_figure)
     a = write_run(tmp_path / "a", 0.7)  # same experiment as b, no checkpoint: b is shown for the row

@@ -93,6 +93,7 @@ def test_compare_writes_table_and_figure(simvae_run, tiny_data, tmp_path):
     csv = (tmp_path / "cmp" / "comparison.csv").read_text().splitlines()
     assert csv[0].startswith("method,n_runs,knn_acc") and len(csv) == 3
     assert (tmp_path / "cmp" / "reconstructions.png").stat().st_size > 1000
+    assert (tmp_path / "cmp" / "augmentations.png").stat().st_size > 1000  # each method's reconstructions of augmented views
 
 
 def test_help_documents_every_option():

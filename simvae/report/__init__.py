@@ -80,14 +80,32 @@ N_AUG_IMAGES, N_AUG_VIEWS = 4, 6
 TRAVERSAL_STEPS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 
 
+def augmented_views(data, dataset: str, seed: int = 0, n_images: int = N_AUG_IMAGES, n_views: int = N_AUG_VIEWS
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n_images`` test images, float [n, C, H, W] in [0, 1], and ``n_views`` views of
+    each from the data set's training augmentation (seeded), [n, J, C, H, W]."""
+    from ..augment import to_float
+    from ..augment.ops import pipeline_for
+    from ..presets import preset
+
+    images = to_float(data.test_images[:n_images])
+    pipeline = pipeline_for(preset(dataset).augment, data.binarized)
+    params = pipeline.make_params(images.shape[0] * n_views, tuple(images.shape[-2:]),
+                                  torch.Generator().manual_seed(seed), "cpu")
+    return images, pipeline(images, params)
+
+
+def reconstruct_views(run, images: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    """``run``'s reconstructions of each image and of each of its views: [n, 1 + J, C, H, W]."""
+    flat = torch.cat([images[:, None], views], 1)
+    return run.reconstruct(flat.flatten(0, 1)).view(flat.shape)
+
+
 def generation_figures(run, eval_cfg) -> list[tuple[str, str]]:
     """samples.png (class-conditional samples, paper Fig. 10), augmentations.png (test images, their
     augmented views and the method's reconstructions of each: what survives a flip or a crop) and
     traversal.png (decoded steps along the representation's top principal directions)."""
-    from ..augment import to_float
-    from ..augment.ops import pipeline_for
     from ..evaluate.generation import class_conditional_samples, latent_traversal
-    from ..presets import preset
 
     path, data, method = run.path, run.data, run.config.train.method
     who = method if run.method.generative else f"{method} (post-hoc decoder)"
@@ -98,14 +116,8 @@ def generation_figures(run, eval_cfg) -> list[tuple[str, str]]:
     sample_grid(samples, labels, data.classes, path / "samples.png",
                 title=f"{who}: samples from one Gaussian per class fitted to the training representations")
     figs.append(("Class-conditional samples", "samples.png"))
-    images = to_float(data.test_images[:N_AUG_IMAGES])
-    pipeline = pipeline_for(preset(run.config.train.dataset).augment, data.binarized)
-    params = pipeline.make_params(images.shape[0] * N_AUG_VIEWS, tuple(images.shape[-2:]),
-                                  torch.Generator().manual_seed(eval_cfg.seed), "cpu")
-    views = pipeline(images, params)
-    flat = torch.cat([images[:, None], views], 1)
-    recon = run.reconstruct(flat.flatten(0, 1)).view(flat.shape)
-    augmentation_grid(images, views, {f"{who}": recon}, path / "augmentations.png",
+    images, views = augmented_views(data, run.config.train.dataset, eval_cfg.seed)
+    augmentation_grid(images, views, {f"{who}": reconstruct_views(run, images, views)}, path / "augmentations.png",
                       title="test images, augmented views, and their reconstructions (row below each)")
     figs.append(("What survives an augmentation: views and their reconstructions", "augmentations.png"))
     frames = latent_traversal(run.decode, z, 4, TRAVERSAL_STEPS)

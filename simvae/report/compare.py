@@ -228,7 +228,9 @@ def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True, overw
         paths.append(out_dir / fname)
     if shown:
         report.sections.insert(1, Section("Reconstructions", [Figure("reconstructions.png", "the same test images, "
-                                                                    "reconstructed by each row's first run")]))
+                                                                    "reconstructed by each row's first run"),
+                                                             Figure("augmentations.png", "augmented views and each "
+                                                                    "row's reconstructions of them")]))
     md.write_text(to_markdown(report))
     csv_path = out_dir / "comparison.csv"
     fields = ["method", "n_runs"] + [k for key, _ in columns for k in (key, key + "_se")] + ["label"]
@@ -239,7 +241,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True, overw
             w.writerow({k: r.get(k, "") for k in fields})
     paths = [md, csv_path] + paths
     if shown:
-        paths.append(reconstruction_figure(shown, out_dir / "reconstructions.png"))
+        paths += reconstruction_figure(shown, out_dir / "reconstructions.png")
     return paths
 
 
@@ -307,13 +309,16 @@ def figure_runs(groups) -> tuple[dict[str, str], list[str]]:
     return shown, skipped
 
 
-def reconstruction_figure(shown: dict[str, str], path: Path) -> Path:
-    """The same test images reconstructed by each row's run (label -> run folder), side by side."""
+def reconstruction_figure(shown: dict[str, str], path: Path) -> list[Path]:
+    """The same test images reconstructed by each row's run (label -> run folder), side by side
+    (``path``), and ``augmentations.png`` beside it: a few test images, their augmented views and
+    each row's reconstructions of them (what survives a flip, a crop, a colour change)."""
     from ..run import load_run
-    from .figures import reconstruction_grid
+    from . import augmented_views, reconstruct_views
+    from .figures import augmentation_grid, reconstruction_grid
 
-    rows = {}
-    images = None
+    rows, aug_rows = {}, {}
+    images = aug = None
     data = {}  # (dataset, binarize, data_dir) -> ImageData, loaded once
     for label, run_dir in shown.items():
         tc = json.loads((Path(run_dir) / "config.json").read_text()).get("train", {})
@@ -322,8 +327,16 @@ def reconstruction_figure(shown: dict[str, str], path: Path) -> Path:
         data[key] = run.data
         own = run.data.test_images[:N_IMAGES]
         images = own if images is None else images
+        aug = augmented_views(run.data, run.config.train.dataset) if aug is None else aug
         rec = run.reconstruct(own)  # discriminative runs: the post-hoc decoder their evaluation saved
         if rec is not None:
-            rows[label if run.method.generative else f"{label} (post-hoc decoder)"] = rec
+            name = label if run.method.generative else f"{label} (post-hoc decoder)"
+            rows[name] = rec
+            aug_rows[name] = reconstruct_views(run, *aug)
     reconstruction_grid(images, rows, path, title="the same test images, reconstructed by each method")
-    return path
+    out = [path]
+    if aug_rows:
+        augmentation_grid(*aug, aug_rows, path.with_name("augmentations.png"),
+                          title="test images and augmented views (first row of each), reconstructed by each method")
+        out.append(path.with_name("augmentations.png"))
+    return out
