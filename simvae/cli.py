@@ -97,7 +97,8 @@ def _add_config_fields(parser, cls, skip=(), group_title: str | None = None):
     for name, f in cls.model_fields.items():
         if name in skip:
             continue
-        help_ = _with_default(f.description or "", name, f.default)
+        default = f.get_default(call_default_factory=True)
+        help_ = _with_default(f.description or "", name, None if default == [] else default)
         if f.annotation is bool:
             group.add_argument(_opt(name), dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:

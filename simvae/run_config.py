@@ -93,7 +93,8 @@ class EvalConfig(Config):
     decoder_patience: int = Field(5, description="stop the post-hoc decoder after this many epochs without a better validation MSE")
     map_points: int = Field(3000, description="test points in the 2-D t-SNE map")
     skip: list[str] = Field(default_factory=list, description="evaluators to leave out: knn, probes, gmm, generation "
-                            "(samples, FID), style (style retrieval); e.g. --skip generation,style for quick runs")
+                            "(samples, FID), style (style retrieval), comma-separated: --skip generation,style keeps quick runs quick; "
+                            "default: none")
     gen_samples: int = Field(10000, description="class-conditional samples generated (paper A.7.6; classifier FID and "
                              "samples.png)")
     fid_samples: int | None = Field(None, description="samples (and as many test images) for the Inception FID; default: "
