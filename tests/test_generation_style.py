@@ -104,6 +104,9 @@ def test_colour_style_targets_include_jitter_and_an_equivariant_encoder_retrieve
     te_x, te_v = augmented_representations(encode, images[:300], COLOUR_AUGMENT, False, seed=2)
     targets = style_targets(tr_v, te_v)
     assert {"style/brightness", "style/contrast", "style/saturation", "style/hue"} <= {t.name for t in targets}
+    hue = next(t for t in targets if t.name == "style/hue")
+    assert hue.n_classes == 5 and torch.equal(hue.train == 0, ~tr_v["jitter_applied"])  # class 0: not jittered
+    assert 0.1 < float((hue.train == 0).float().mean()) < 0.3 and int(hue.train.max()) == 4
     assert all(t.train.shape == (600,) and t.test.shape == (300,) for t in targets)  # one label per view
     flip = next(t for t in targets if t.name == "style/flip")
     m = evaluate_targets(tr_x, te_x, [flip], EvalConfig(**FAST), skip=("gmm", "probes"))
@@ -163,3 +166,29 @@ def test_inception_fid_of_a_set_against_itself_is_zero():
     images = (torch.rand(6, 1, 28, 28) * 255).to(torch.uint8)
     assert net(images[:2].float() / 255).shape == (2, 2048)
     assert abs(frechet_distance(net, images, images, cache=False)) < 1e-2
+
+
+def test_a_head_without_validation_labels_trains_fixed_epochs_and_reports_nan():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, 4, generator=g)
+    y = torch.stack([(x[:, 0] > 0).long(), (x[:, 1] > 0).long()], 1)
+    val_y, test_y = y[800:900].clone(), y[900:].clone()
+    val_y[:, 1] = -1
+    test_y[:, 1] = -1
+    out = train_probes({"a": ("linear", 1e-2, 0), "b": ("linear", 1e-2, 1)}, x[:800], y[:800], x[800:900], val_y,
+                       x[900:], test_y, 2, max_epochs=8, patience=2)
+    assert out["a"]["acc"] > 0.9 and out["a"]["val_loss"] == out["a"]["val_loss"]
+    b = out["b"]
+    assert b["epochs"] == 8 and b["val_acc"] is None and b["val_loss"] != b["val_loss"] and b["acc"] != b["acc"]
+
+
+def test_samples_follow_the_class_prior_and_rare_classes_do_not_crash():
+    from simvae.evaluate.generation import class_conditional_samples, class_counts
+
+    y = torch.tensor([0] * 70 + [1] * 20 + [2] * 10 + [-1] * 5)
+    assert class_counts(y, 3, 100) == [70, 20, 10] and sum(class_counts(y, 3, 7)) == 7
+    z = torch.randn(len(y), 3)
+    images, labels = class_conditional_samples(lambda v: v.view(-1, 1, 1, 3), z, y, 3, class_counts(y, 3, 50))
+    assert images.shape == (50, 1, 1, 3) and torch.bincount(labels).tolist() == [35, 10, 5]
+    with pytest.raises(ValueError):
+        class_conditional_samples(lambda v: v, z[:3], torch.tensor([0, 0, 1]), 2, 5)

@@ -75,6 +75,10 @@ def knn_evaluator(ctx: Context, target: Target, log) -> dict:
     return out
 
 
+def _or_inf(x: float) -> float:
+    return float("inf") if x != x else x
+
+
 def probe_evaluator(ctx: Context, targets: list[Target], log) -> dict:
     """Linear and MLP probes of every target, trained together as disjoint heads of one module
     (one loop, each head stopped on its own validation loss); with ``paper_probes`` also the
@@ -107,7 +111,7 @@ def probe_evaluator(ctx: Context, targets: list[Target], log) -> dict:
     out: dict = {}
     for target in targets:
         p = target.prefix()
-        best = min(range(len(lrs)), key=lambda j: trained[f"{p}linear_lr{j}"]["val_loss"])
+        best = min(range(len(lrs)), key=lambda j: _or_inf(trained[f"{p}linear_lr{j}"]["val_loss"]))
         probes = {"linear": trained[f"{p}linear_lr{best}"], "mlp": trained[f"{p}mlp"]}
         out[f"{p}probe_hidden"], out[f"{p}linear_lr"] = hidden, lrs[best]
         for kind, r in probes.items():

@@ -56,6 +56,9 @@ def inception_path() -> Path:
     return path
 
 
+PREPROCESS = "grey3-bilinear299-tf-v1"  # in cache keys: statistics computed another way are not reused
+
+
 class InceptionFeatures(nn.Module):
     """Images float [n, C, H, W] in [0, 1] (C = 1 or 3) -> Inception pool3 features float [n, 2048]."""
 
@@ -68,7 +71,7 @@ class InceptionFeatures(nn.Module):
         with warnings.catch_warnings():  # "torch.jit.load is deprecated": the file is TorchScript, nothing else loads it
             warnings.simplefilter("ignore", FutureWarning)
             self.net = torch.jit.load(str(inception_path()), map_location=device).eval()
-        self.id = f"inception-{INCEPTION_SHA1[:12]}"
+        self.id = f"inception-{INCEPTION_SHA1[:12]}-{PREPROCESS}"
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,7 +120,7 @@ def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, tes
     """The classifier of ``classifier_fid``: trained (Adam 1e-3, batch 256, ``epochs`` epochs) on
     uint8 images [N, C, H, W] with labels, cached by the data's content hash so it trains once
     per data set (about a minute for Fashion-MNIST on one CPU core)."""
-    key = f"classifier-{tensor_digest(train_images, train_labels, test_images)}-e{epochs}-s{seed}"
+    key = f"classifier-v1-{tensor_digest(train_images, train_labels, test_images)}-e{epochs}-s{seed}"
     path = cache_dir("fid") / f"{key}.pt"
     net = SmallClassifier(train_images.shape[1], tuple(train_images.shape[-2:]), n_classes)
     if path.is_file():
@@ -157,7 +160,9 @@ def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, tes
 def _metric(features: nn.Module):
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    return FrechetInceptionDistance(feature=features, reset_real_features=False, normalize=True)
+    # normalize=False: the images reach our feature module exactly as given (floats in [0, 1]); with
+    # True, torchmetrics before 1.4 would turn them into 0..255 bytes first
+    return FrechetInceptionDistance(feature=features, reset_real_features=False, normalize=False)
 
 
 def _update(metric, images: torch.Tensor, real: bool, batch_size: int, device, progress=None) -> None:

@@ -32,25 +32,40 @@ def fit_class_gaussians(z: torch.Tensor, y: torch.Tensor, n_classes: int, ridge:
     return torch.stack(means), torch.stack(covs)
 
 
-def sample_class_gaussians(means: torch.Tensor, covs: torch.Tensor, n_per_class: int, seed: int = 0
+def sample_class_gaussians(means: torch.Tensor, covs: torch.Tensor, counts: int | list[int], seed: int = 0
                            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n_per_class`` draws z = mu_k + L_k eps (L_k the Cholesky factor of Sigma_k) per class:
-    float32 z [K * n, d] (class-major) and labels [K * n]."""
+    """Draws z = mu_k + L_k eps (L_k the Cholesky factor of Sigma_k): ``counts`` per class (one
+    number for all, or one per class). Returns float32 z [sum, d] (class-major) and labels [sum]."""
     g = torch.Generator().manual_seed(seed)
     k, d = means.shape
-    eps = torch.randn(k, n_per_class, d, generator=g, dtype=torch.float64)
+    counts = [counts] * k if isinstance(counts, int) else list(counts)
     chol = torch.linalg.cholesky(covs)
-    z = means[:, None, :] + torch.einsum("kij,knj->kni", chol, eps)
-    labels = torch.arange(k).repeat_interleave(n_per_class)
-    return z.reshape(k * n_per_class, d).float(), labels
+    zs = []
+    for c in range(k):
+        eps = torch.randn(counts[c], d, generator=g, dtype=torch.float64)
+        zs.append(means[c] + eps @ chol[c].T)
+    labels = torch.cat([torch.full((n,), c, dtype=torch.long) for c, n in enumerate(counts)])
+    return torch.cat(zs).float(), labels
+
+
+def class_counts(labels: torch.Tensor, n_classes: int, n: int) -> list[int]:
+    """``n`` split over the classes in proportion to their frequency in ``labels`` (-1 ignored;
+    largest remainders), so that samples follow the data's class prior."""
+    freq = torch.bincount(labels[labels >= 0], minlength=n_classes).double()
+    exact = n * freq / freq.sum()
+    counts = exact.floor().long()
+    for c in torch.argsort(exact - counts, descending=True)[: n - int(counts.sum())]:
+        counts[c] += 1
+    return counts.tolist()
 
 
 def class_conditional_samples(decode, train_z: torch.Tensor, train_y: torch.Tensor, n_classes: int,
-                              n_per_class: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                              counts: int | list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoded samples: ``decode`` (z [n, d] -> images [n, C, H, W] in [0, 1]) of draws from the
-    per-class Gaussians of (train_z, train_y). Returns (images float [K * n, C, H, W], labels)."""
+    per-class Gaussians of (train_z, train_y), ``counts`` per class (see ``class_counts``).
+    Returns (images float [sum, C, H, W], labels). Raises ValueError as ``fit_class_gaussians``."""
     means, covs = fit_class_gaussians(train_z, train_y, n_classes)
-    z, labels = sample_class_gaussians(means, covs, n_per_class, seed)
+    z, labels = sample_class_gaussians(means, covs, counts, seed)
     return decode(z), labels
 
 
@@ -72,17 +87,25 @@ def generation_evaluator(run, rep, cfg, log) -> dict:
     if not run.method.has_decoder:
         log("generation: skipped, the method has no decoder")
         return {}
+    if cfg.gen_samples < 2:
+        log("generation: off (--gen-samples 0)")
+        return {}
     content = rep.targets[0]
     data = run.data
     k = content.n_classes
-    per_class = max(1, cfg.gen_samples // k)
     t = time.monotonic()
-    samples, labels = class_conditional_samples(run.decode, rep.train_x, content.train, k, per_class, cfg.seed)
+    try:  # as many samples of each class as the training set's class prior gives
+        samples, labels = class_conditional_samples(run.decode, rep.train_x, content.train, k,
+                                                    class_counts(content.train, k, cfg.gen_samples), cfg.seed)
+    except ValueError as e:
+        log(f"generation: skipped, {e}")
+        return {}
+    samples = (samples * 255).round().to(torch.uint8)  # as saved images are: FID's protocol scores 8-bit images
     out: dict = {"gen_samples": int(samples.shape[0])}
-    log(f"generation: {samples.shape[0]} class-conditional samples ({per_class} per class, one full-covariance "
-        f"Gaussian per class; {time.monotonic() - t:.1f}s)")
+    log(f"generation: {samples.shape[0]} class-conditional samples (one full-covariance Gaussian per class, "
+        f"classes in their training proportions; {time.monotonic() - t:.1f}s)")
     g = torch.Generator().manual_seed(cfg.seed)
-    order = torch.randperm(samples.shape[0], generator=g)  # any prefix is about class-balanced
+    order = torch.randperm(samples.shape[0], generator=g)  # any prefix follows the class prior, about
     if data.image_shape[0] == 1 and len(data.classes) > 1:
         t = time.monotonic()
         net = train_classifier(data.train_images, data.train_labels, data.test_images, data.test_labels, len(data.classes),

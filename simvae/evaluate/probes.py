@@ -115,7 +115,8 @@ def _loss_acc(bank: HeadBank, x: torch.Tensor, y: torch.Tensor, block: int = 819
         loss += nll.double().cpu()
         correct += c.cpu()
         count += n.cpu()
-    return loss / count.clamp(min=1), correct.double() / count.clamp(min=1)
+    none = count == 0  # a head with no labelled rows here: NaN, not a perfect 0 loss
+    return torch.where(none, torch.nan, loss / count.clamp(min=1)), torch.where(none, torch.nan, correct.double() / count.clamp(min=1))
 
 
 def _labels(y: torch.Tensor | None) -> torch.Tensor | None:
@@ -146,8 +147,10 @@ def train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_y: torc
     for name, spec in kinds.items():  # each head's initialisation depends on its name only, not on its company
         spec = (spec,) if isinstance(spec, str) else tuple(spec)
         kind, head_lr, t = spec[0], spec[1] if len(spec) > 1 else lr, spec[2] if len(spec) > 2 else 0
-        torch.manual_seed(seed + zlib.crc32(name.encode()))
-        banks.setdefault((kind, head_lr), []).append((name, t, make_probe(kind, fit_x.shape[1], classes[t], hidden)))
+        with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+            torch.manual_seed(seed + zlib.crc32(name.encode()))
+            probe = make_probe(kind, fit_x.shape[1], classes[t], hidden)
+        banks.setdefault((kind, head_lr), []).append((name, t, probe))
     modules, columns, groups = [], [], []
     for (kind, head_lr), members in banks.items():
         bank = HeadBank([m for _, _, m in members], [classes[t] for _, t, _ in members]).to(fit_x.device)
@@ -155,8 +158,12 @@ def train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_y: torc
         columns.append(torch.tensor([t for _, t, _ in members], device=fit_x.device))
         groups.append({"params": list(bank.parameters()), "lr": head_lr})
     opt = torch.optim.Adam(groups, lr=lr)
-    state = {name: {"best_loss": float("inf"), "epoch": 0, "weights": None, "val_acc": None, "done": False}
-             for name in kinds}
+    state = {name: {"best_loss": float("inf"), "epoch": 0, "weights": None, "val_acc": None, "done": False,
+                    "fixed": val_x is None} for name in kinds}
+    if val_x is not None:  # a head without one labelled validation row cannot be stopped on it: fixed epochs
+        for (bank, names), cols in zip(modules, columns):
+            for name, labelled in zip(names, (val_y[:, cols] >= 0).sum(0).tolist()):
+                state[name]["fixed"] = labelled == 0
     n = fit_x.shape[0]
     epoch = 0
     with intra_op_threads(threads):
@@ -180,26 +187,28 @@ def train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_y: torc
                 val_loss, val_acc = _loss_acc(bank, val_x, val_y[:, cols].T)
                 for t, name in enumerate(names):
                     st = state[name]
-                    if st["done"]:
+                    if st["done"] or st["fixed"]:
                         continue  # trained on with its bank (free), but its best epoch is kept
                     if float(val_loss[t]) < st["best_loss"]:
                         st.update(best_loss=float(val_loss[t]), epoch=epoch, weights=bank.head_state(t),
                                   val_acc=float(val_acc[t]))
                     elif epoch - st["epoch"] >= patience:
                         st["done"] = True
-            if all(st["done"] for st in state.values()):
+            if all(st["done"] for st in state.values()):  # (a fixed-epoch head is never done)
                 break
         out = {}
         for (bank, names), cols in zip(modules, columns):
-            if val_x is not None:
-                for t, name in enumerate(names):
-                    bank.load_head(t, state[name]["weights"])
+            for t, name in enumerate(names):
+                if not state[name]["fixed"] and state[name]["weights"] is not None:
+                    bank.load_head(t, state[name]["weights"])  # (no finite validation loss ever: the last epoch)
             _, test_acc = _loss_acc(bank, test_x, test_y[:, cols].T)
             for t, name in enumerate(names):
                 st = state[name]
-                out[name] = {"acc": float(test_acc[t]), "val_acc": st["val_acc"], "val_loss": st["best_loss"],
-                             "epochs": st["epoch"] if val_x is not None else epoch, "epochs_run": epoch,
-                             "capped": val_x is not None and not st["done"] and epoch == max_epochs}
+                stopped = not st["fixed"] and st["weights"] is not None
+                out[name] = {"acc": float(test_acc[t]), "val_acc": st["val_acc"],
+                             "val_loss": st["best_loss"] if stopped else float("nan"),
+                             "epochs": st["epoch"] if stopped else epoch, "epochs_run": epoch,
+                             "capped": stopped and not st["done"] and epoch == max_epochs}
     return {name: out[name] for name in kinds}
 
 

@@ -8,11 +8,12 @@ SPEC §4), with its parameters recorded. The style targets are those parameters,
 - ``style/flip``: vertically flipped or not (2 classes);
 - ``style/crop_scale``: the crop's area as a fraction of the image, ``bins`` equal-mass bins;
 - ``style/crop_centre``: the crop centre's row and column, each in 3 equal-mass bins (9 classes);
-- colour data: ``style/brightness``, ``style/contrast``, ``style/saturation``, ``style/hue``: the
-  jitter factor actually applied (1, or 0 for hue, where the jitter was not applied), ``bins``
-  equal-mass bins.
+- colour data: ``style/brightness``, ``style/contrast``, ``style/saturation``, ``style/hue``:
+  class 0 where the colour jitter was not applied to the view (probability 0.2), else the bin
+  of the factor drawn, ``bins`` equal-mass bins among the jittered views (``bins`` + 1 classes).
 
-Bin edges are quantiles of the training draws, so the classes are about equally frequent;
+Bin edges are quantiles of the training draws, so the classes are about equally frequent (not
+exactly for crop centres of small images, whose pixel positions tie on the edges);
 ``style/NAME/chance`` is the accuracy of always predicting the test set's most frequent class,
 which an invariant representation scores. The views are made and encoded in chunks, so only the
 representations are kept in memory.
@@ -49,10 +50,9 @@ def style_labels(params, image_hw: tuple[int, int]) -> dict[str, torch.Tensor]:
            "crop_centre_row": (geo.top + geo.height / 2).double() / height,
            "crop_centre_col": (geo.left + geo.width / 2).double() / width}
     jitter = next((p for p in list(params)[1:] if p is not None and hasattr(p, "factors")), None)
-    if jitter is not None:
-        neutral = torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=jitter.factors.dtype)
-        applied = torch.where(jitter.apply[:, None], jitter.factors.cpu(), neutral)
-        out.update({name: applied[:, i].double() for i, name in enumerate(JITTER_NAMES)})
+    if jitter is not None:  # the factor drawn, and whether the jitter was applied to this view at all
+        out["jitter_applied"] = jitter.apply.cpu()
+        out.update({name: jitter.factors[:, i].cpu().double() for i, name in enumerate(JITTER_NAMES)})
     return out
 
 
@@ -72,10 +72,14 @@ def style_targets(train_values: dict[str, torch.Tensor], test_values: dict[str, 
     c_tr, c_te = binned("crop_centre_col", 3)
     targets.append(Target("style/crop_centre", 3 * r_tr + c_tr, 3 * r_te + c_te, 9, "style",
                           [f"{r}{c}" for r in "tmb" for c in "lcr"]))
-    for name in JITTER_NAMES:
+    for name in JITTER_NAMES:  # class 0: not jittered; 1..bins: the factor's bin among jittered views
         if name in train_values:
-            tr, te = binned(name, bins)
-            targets.append(Target(f"style/{name}", tr, te, bins, "style", [f"q{i + 1}" for i in range(bins)]))
+            on_tr, on_te = train_values["jitter_applied"], test_values["jitter_applied"]
+            e = _edges(train_values[name][on_tr], bins)
+            tr = torch.where(on_tr, _bins(train_values[name].float(), e) + 1, 0)
+            te = torch.where(on_te, _bins(test_values[name].float(), e) + 1, 0)
+            targets.append(Target(f"style/{name}", tr, te, bins + 1, "style",
+                                  ["not jittered"] + [f"q{i + 1}" for i in range(bins)]))
     return targets
 
 
@@ -121,6 +125,8 @@ def style_evaluator(run, rep, cfg, log) -> dict:
     from ..presets import preset
     from . import evaluate_targets
 
+    if "knn" in cfg.skip and "probes" in cfg.skip:
+        return {}  # nothing would score the style targets
     t = time.monotonic()
     data = run.data
     n = len(data.train_images) if cfg.style_max_train_images is None else min(cfg.style_max_train_images,

@@ -55,7 +55,7 @@ def build_run_report(run, metrics: dict, eval_cfg, figures: list[tuple[str, str]
     for kind in ("linear", "mlp"):
         if metrics.get(f"{kind}_capped"):
             blocks.append(Note(f"the {kind} probe stopped at its epoch cap ({metrics.get(f'{kind}_epochs_run')}) while its "
-                               "validation loss was still falling: its figure may be low; raise --probe-max-epochs", "warning"))
+                               "patience had not run out (its validation loss was still improving recently): its figure may be low; raise --probe-max-epochs", "warning"))
     if "posthoc_decoder_val_mse" in metrics:
         blocks.append(Note(f"{cfg.train.method} has no decoder of its own: reconstructions come from a decoder fitted "
                            f"afterwards on its frozen representations (validation MSE "
@@ -112,10 +112,14 @@ def generation_figures(run, eval_cfg) -> list[tuple[str, str]]:
     n = min(10000, len(data.train_images))
     z = run.encode(data.train_images[:n])
     figs = []
-    samples, labels = class_conditional_samples(run.decode, z, data.train_labels[:n], len(data.classes), 10, eval_cfg.seed)
-    sample_grid(samples, labels, data.classes, path / "samples.png",
-                title=f"{who}: samples from one Gaussian per class fitted to the training representations")
-    figs.append(("Class-conditional samples", "samples.png"))
+    try:
+        samples, labels = class_conditional_samples(run.decode, z, data.train_labels[:n], len(data.classes), 10,
+                                                    eval_cfg.seed)
+        sample_grid(samples, labels, data.classes, path / "samples.png",
+                    title=f"{who}: samples from one Gaussian per class fitted to the training representations")
+        figs.append(("Class-conditional samples", "samples.png"))
+    except ValueError:  # a class with fewer than 2 training images (a tiny subset): no samples to show
+        pass
     images, views = augmented_views(data, run.config.train.dataset, eval_cfg.seed)
     augmentation_grid(images, views, {f"{who}": reconstruct_views(run, images, views)}, path / "augmentations.png",
                       title="test images, augmented views, and their reconstructions (row below each)")
