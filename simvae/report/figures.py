@@ -26,18 +26,8 @@ def _show(ax, img: torch.Tensor) -> None:
 
 def reconstruction_grid(images: torch.Tensor, rows: dict[str, torch.Tensor], path: Path, title: str = "") -> None:
     """One row of test images, then one row per entry of ``rows`` (e.g. method -> reconstructions)."""
-    n = images.shape[0]
     all_rows = {"original": images.float() / 255 if images.dtype == torch.uint8 else images, **rows}
-    fig, axes = plt.subplots(len(all_rows), n, figsize=(n * 0.9, len(all_rows) * 1.0 + 0.4), squeeze=False)
-    for r, (name, imgs) in enumerate(all_rows.items()):
-        for c in range(n):
-            _show(axes[r, c], imgs[c])
-        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _grid(list(all_rows.values()), list(all_rows), path, title)
 
 
 def latent_map(reps: torch.Tensor, labels: torch.Tensor, classes: list[str], path: Path, n_points: int = 3000,
