@@ -62,10 +62,15 @@ def test_jpeg_folders_load_with_the_class_folders(tmp_path):
     assert data.classes == sorted(CLASSES) and "image folders" in data.source
     assert sorted(set(data.train_labels.tolist())) == list(range(10))
     x, y = _images(60, 1)
-    first = [i for i in range(60) if CLASSES[y[i]] == data.classes[0]][0]  # JPEG: close, not equal
-    got, want = data.train_images[0].float(), torch.from_numpy(x[first]).float()
-    assert (got.mean((1, 2)) - want.mean((1, 2))).abs().max() < 3  # each channel's mean survives JPEG
-    assert (got[:, 8:26, 6:26].mean((1, 2)) - want[:, 8:26, 6:26].mean((1, 2))).abs().max() < 6
+    # the folders are grouped by class; the loaded order is a fixed shuffle, so a prefix covers many classes
+    assert len(set(data.train_labels[:20].tolist())) >= 5
+    assert torch.equal(load_dataset("cifar10", tmp_path, download=False).train_labels, data.train_labels)
+    for i in range(60):  # every image is there, under its class (JPEG: close, not equal)
+        c = data.classes.index(CLASSES[y[i]])
+        want = torch.from_numpy(x[i]).float()
+        d = [(data.train_images[j].float().mean((1, 2)) - want.mean((1, 2))).abs().max()
+             for j in torch.nonzero(data.train_labels == c).squeeze(1)]
+        assert min(d) < 3  # each channel's mean survives JPEG
 
 
 def test_errors_name_the_file(tmp_path):

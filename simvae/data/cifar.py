@@ -78,7 +78,9 @@ def _read_image(path: Path) -> np.ndarray:
 
 def read_image_folder(folder: Path, split: str, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Images uint8 [N, 3, 32, 32] and labels int64 [N] of ``folder/split/<class>/*``, decoded with
-    Pillow in a few threads (class order: ``classes``)."""
+    Pillow in a few threads (class order: ``classes``). On disk the images are grouped by class;
+    they are returned in one fixed random order (seed 0, the same on every load), so that the first
+    N images (``--train-subset``, ``--max-train-images``) are a random sample of all classes."""
     from concurrent.futures import ThreadPoolExecutor
 
     files, labels = [], []
@@ -91,7 +93,8 @@ def read_image_folder(folder: Path, split: str, classes: list[str]) -> tuple[tor
         raise DataError(f"{folder / split} holds no images in class folders ({', '.join(classes[:3])}, ...)")
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         images = np.stack(list(pool.map(_read_image, files, chunksize=256)))
-    return torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64)
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0))
+    return torch.from_numpy(images)[order], torch.tensor(labels, dtype=torch.int64)[order]
 
 
 def find_cifar(dirs: list[Path]) -> tuple[str, Path] | None:
