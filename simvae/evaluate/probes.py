@@ -138,7 +138,10 @@ def train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_y: torc
 
     Heads of one kind and learning rate share a ``HeadBank`` (one Adam parameter group): its
     heads' parameters are disjoint slices and Adam is elementwise, so each head follows the
-    trajectory it would follow alone, at the cost of a few batched products per step.
+    trajectory it would follow alone on the same batches, at the cost of a few batched products
+    per step. (A target labelled on part of the images, like hair colour, sees batches of its
+    labelled rows only: smaller than ``batch_size`` on average, and more steps per labelled image
+    than a probe trained on those rows alone.) ``epochs_run`` is the shared loop's epoch count.
     """
     fit_y, val_y, test_y = _labels(fit_y), _labels(val_y), _labels(test_y)
     classes = [n_classes] * fit_y.shape[1] if isinstance(n_classes, int) else list(n_classes)
