@@ -262,7 +262,8 @@ def content_style_figures(groups, rows, out_dir: Path) -> list[tuple[str, str, s
     if not targets:
         return []
     style = [t for t in targets if t == "hair_colour"] or [t for t in targets if t.startswith("style/")] or targets
-    what = style[0] if len(style) == 1 else f"mean over {len(style)} style targets ({', '.join(t.split('/', 1)[-1] for t in style)})"
+    what = style[0] if len(style) == 1 else f"mean of {len(style)} style targets"
+    listed = ", ".join(style)
     points = []
     for label, runs in groups.items():
         xs = [r["mlp_acc"] for r in runs if "mlp_acc" in r]
@@ -276,7 +277,7 @@ def content_style_figures(groups, rows, out_dir: Path) -> list[tuple[str, str, s
         content_style_scatter(points, out_dir / "content_style.png", "content: MLP probe on the class (%)",
                               f"style: MLP probe, {what} (%)", "content against style (test set)")
         out.append(("Content against style", "content_style.png",
-                    f"x: content accuracy; y: {what}; error bars: standard error over runs"))
+                    f"x: content accuracy; y: {what} ({listed}); error bars: standard error over runs"))
     reference = next((r["label"] for r in rows if r["method"] == "simvae"), None)
     if reference is not None and len(rows) > 1:
         def mean_of(runs, key):
