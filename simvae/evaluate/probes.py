@@ -76,13 +76,13 @@ class HeadBank(nn.Module):
         mask = torch.zeros(len(probes), 1, c_max)
         for t, c in enumerate(classes):
             mask[t, :, c:] = float("-inf")
-        self.register_buffer("mask", mask)
+        self.register_buffer("mask", mask if min(classes) < c_max else None)  # None: every head has all columns
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.einsum("nd,tdo->tno", x, self.w[0]) + self.b[0][:, None]
+        h = torch.baddbmm(self.b[0][:, None], x.expand(self.w[0].shape[0], -1, -1), self.w[0])
         if self.mlp:
             h = torch.baddbmm(self.b[1][:, None], torch.relu(h), self.w[1])
-        return h + self.mask
+        return h if self.mask is None else h + self.mask
 
     def head_state(self, t: int) -> list[torch.Tensor]:
         return [p[t].detach().clone() for p in (*self.w, *self.b)]
@@ -172,13 +172,17 @@ def train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_y: torc
     with intra_op_threads(threads):
         for epoch in range(1, max_epochs + 1):
             perm = torch.randperm(n, generator=g).to(fit_x.device)
-            xs, ys = fit_x[perm], fit_y[perm]  # one gather per epoch, then contiguous slices
+            xs = fit_x[perm]  # one gather per epoch, then contiguous slices
+            ys = [fit_y[perm][:, cols].T.contiguous() for cols in columns]  # per bank: [T, n]
+            full = [bool((y >= 0).all()) for y in ys]
             for s in range(0, n, batch_size):
-                xb, yb = xs[s:s + batch_size], ys[s:s + batch_size]
+                xb = xs[s:s + batch_size]
                 loss = 0.0
-                for (bank, _), cols in zip(modules, columns):
-                    nll, _, count = _nll(bank(xb), yb[:, cols].T)
-                    loss = loss + (nll / count.clamp(min=1)).sum()  # each head: the mean over its labelled rows
+                for (bank, _), y, all_labelled in zip(modules, ys, full):
+                    logits, y_t = bank(xb), y[:, s:s + batch_size]  # [T, b, C], [T, b]
+                    nll = F.cross_entropy(logits.flatten(0, 1), y_t.flatten(), ignore_index=-1, reduction="none")
+                    count = y_t.shape[1] if all_labelled else (y_t >= 0).sum(1).clamp(min=1)
+                    loss = loss + (nll.view_as(y_t).sum(1) / count).sum()  # each head: the mean over its labelled rows
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
