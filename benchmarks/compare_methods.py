@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--fid-samples", type=int, default=None, help="Inception FID samples (default: 10,000 on a GPU, off on a CPU)")
     ap.add_argument("--gen-samples", type=int, default=10000, help="class-conditional samples (classifier FID)")
     ap.add_argument("--style-max-train-images", type=int, default=10000)
+    ap.add_argument("--max-train-images", type=int, default=None, help="evaluate with the first N training images (default: all)")
+    ap.add_argument("--val-size", type=int, default=10000)
     ap.add_argument("--beta", type=float, default=None, help="beta of beta-vae (default: the documented choice)")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args()
@@ -63,7 +65,8 @@ def main() -> None:
                 "eval": {"gmm_restarts": args.gmm_restarts, "probe_max_epochs": args.probe_max_epochs,
                          "probe_patience": args.probe_patience, "decoder_max_epochs": args.decoder_max_epochs,
                          "map_points": 1000, "seed": seed, "fid_samples": args.fid_samples,
-                         "gen_samples": args.gen_samples, "style_max_train_images": args.style_max_train_images}})
+                         "gen_samples": args.gen_samples, "style_max_train_images": args.style_max_train_images,
+                         "max_train_images": args.max_train_images, "val_size": args.val_size}})
             t0 = time.monotonic()
             if (out / "metrics.json").is_file() and not args.overwrite:
                 print(f"[all-methods] {out} already evaluated; reusing it (--overwrite to redo)", file=sys.stderr)
