@@ -97,11 +97,13 @@ def _nll(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     """Per head: summed negative log-likelihood, correct predictions and labelled rows, for
     logits [T, n, C] and labels y [T, n] (-1: no label, left out)."""
     valid = y >= 0
-    logp = torch.log_softmax(logits, -1)
-    nll = -logp.gather(2, y.clamp(min=0)[..., None]).squeeze(2)
-    nll = torch.where(valid, nll, torch.zeros((), dtype=nll.dtype))
     correct = ((logits.argmax(-1) == y) & valid).sum(1)
-    return nll.sum(1), correct, valid.sum(1)
+    return _row_nll(logits, y).sum(1), correct, valid.sum(1)
+
+
+def _row_nll(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each row [T, n] (0 where y is -1), for logits [T, n, C]."""
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-1, reduction="none").view_as(y)
 
 
 @torch.no_grad()
@@ -180,9 +182,8 @@ def train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_y: torc
                 loss = 0.0
                 for (bank, _), y, all_labelled in zip(modules, ys, full):
                     logits, y_t = bank(xb), y[:, s:s + batch_size]  # [T, b, C], [T, b]
-                    nll = F.cross_entropy(logits.flatten(0, 1), y_t.flatten(), ignore_index=-1, reduction="none")
                     count = y_t.shape[1] if all_labelled else (y_t >= 0).sum(1).clamp(min=1)
-                    loss = loss + (nll.view_as(y_t).sum(1) / count).sum()  # each head: the mean over its labelled rows
+                    loss = loss + (_row_nll(logits, y_t).sum(1) / count).sum()  # each head: the mean over its labelled rows
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -100,21 +100,10 @@ def augmented_representations(encode, images: torch.Tensor, spec, binarize: bool
     params = pipeline.make_params(images.shape[0], hw, g, "cpu")
     reps = []
     for s in range(0, images.shape[0], chunk):
-        x = to_float(images[s:s + chunk].to(device))
-        p = params[s:s + x.shape[0]]
-        p = type(p)(None if q is None else _to(q, device) for q in p)
-        views = pipeline(x, p)[:, 0]
-        reps.append(encode(views).float().cpu())
+        x = to_float(images[s:s + chunk])  # views made on the CPU (parameters drawn there), encoded on the device
+        views = pipeline(x, params[s:s + x.shape[0]])[:, 0]
+        reps.append(encode(views.to(device)).float().cpu())
     return torch.cat(reps), style_labels(params, hw)
-
-
-def _to(params, device):
-    """A parameter record (dataclass of tensors) moved to ``device``."""
-    import dataclasses
-
-    return type(params)(**{f.name: (_to(v, device) if dataclasses.is_dataclass(v) else
-                                    v.to(device) if isinstance(v, torch.Tensor) else v)
-                           for f in dataclasses.fields(params) for v in [getattr(params, f.name)]})
 
 
 def style_evaluator(run, rep, cfg, log) -> dict:
