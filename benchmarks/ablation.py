@@ -1,12 +1,14 @@
-"""Choose a hyperparameter on a validation split of Fashion-MNIST (the test set is not touched).
+"""Choose a hyperparameter on a validation split of the training set (the test set is not touched).
 
     python benchmarks/ablation.py --method beta-vae --param method.beta --values 0.25 0.5 1 2 --epochs 2
     python benchmarks/ablation.py --method simclr --param train.lr --values 8e-5 3e-4 1e-3 --epochs 2
+    python benchmarks/ablation.py --method simclr --param train.lr --values 8e-5 3e-4 1e-3 --epochs 1 \
+        --dataset cifar10 --data-dir DIR
 
 Where the paper leaves a value open (beta-VAE's beta) or tunes it per data set (SimCLR's
 learning rate), the default is picked here. For each value the method is trained with the
-shared settings (MLP nets, latent 10, 128 views per step) on the training set minus a held-out
-validation split of 10,000 images, and scored by k-NN accuracy (best k in 1..15) and
+shared settings (the data set's nets and latent size, 128 views per step; Fashion-MNIST by
+default) on the training set minus a held-out validation split of 10,000 images, and scored by k-NN accuracy (best k in 1..15) and
 linear-probe accuracy on that validation split. The last line printed is JSON, with the
 value of best validation k-NN accuracy.
 """
@@ -35,7 +37,7 @@ def validation_scores(out: Path, data, fit, val, seed: int) -> dict:
     mean, std = fx.mean(0), fx.std(0) + 1e-8
     sub_fit, sub_val = split_train_val(len(fx), 5000, seed)  # the probe's early stopping uses part of the fit split
     lin = train_probe("linear", (fx[sub_fit] - mean) / std, fy[sub_fit], (fx[sub_val] - mean) / std, fy[sub_val],
-                      (vx - mean) / std, vy, 10, max_epochs=50, patience=5, seed=seed)
+                      (vx - mean) / std, vy, len(data.classes), max_epochs=50, patience=5, seed=seed)
     return {"val_knn_acc": knn, "val_linear_acc": lin["linear_acc"]}
 
 
@@ -45,6 +47,9 @@ def main() -> None:
     ap.add_argument("--param", required=True, help="SECTION.KEY of the config, e.g. method.beta or train.lr")
     ap.add_argument("--values", nargs="+", type=float, required=True)
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--network", choices=["mlp", "conv"], default=None, help="default: the data set's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-subset", type=int, default=None, help="train on the first N images of the fit split only")
     ap.add_argument("--views-per-step", type=int, default=None, help="default: the paper's 128")
@@ -55,7 +60,7 @@ def main() -> None:
         ap.error(f"--param must be train.KEY or method.KEY, got {args.param!r}")
     out_dir = Path(args.out_dir or f"runs/ablation-{args.method}-{key}")
 
-    data = load_dataset("fashion-mnist")
+    data = load_dataset(args.dataset, args.data_dir)
     fit, val = split_train_val(len(data.train_images), 10000, args.seed)
     # Train on the fit split only: the validation images are never seen in training.
     import dataclasses
@@ -64,7 +69,8 @@ def main() -> None:
     fit_data = dataclasses.replace(data, train_images=data.train_images[train_idx], train_labels=data.train_labels[train_idx])
     results = {}
     for value in args.values:
-        values = {"train": {"dataset": "fashion-mnist", "method": args.method, "epochs": args.epochs, "seed": args.seed,
+        values = {"train": {"dataset": args.dataset, "data_dir": args.data_dir, "network": args.network,
+                            "method": args.method, "epochs": args.epochs, "seed": args.seed,
                             **({"views_per_step": args.views_per_step} if args.views_per_step else {})},
                   "method": {}}
         values[section][key] = value
@@ -75,12 +81,12 @@ def main() -> None:
         print(f"{key} {value:g}: validation k-NN {results[value]['val_knn_acc']:.4f}, "
               f"linear {results[value]['val_linear_acc']:.4f}", flush=True)
     best = max(results, key=lambda v: results[v]["val_knn_acc"])
-    print(f"\n{args.method}, {args.epochs} epochs on {len(train_idx)} training images, validation split of 10,000 "
-          "training images\n")
+    print(f"\n{args.method}, {args.dataset}, {args.epochs} epochs on {len(train_idx)} training images, validation split "
+          "of 10,000 training images\n")
     print(f"| {key} | validation k-NN | validation linear |\n|---|---|---|")
     for v, r in results.items():
         print(f"| {v:g} | {r['val_knn_acc']:.4f} | {r['val_linear_acc']:.4f} |")
-    print(json.dumps({"method": args.method, "param": args.param, "epochs": args.epochs, "train_images": len(train_idx),
+    print(json.dumps({"method": args.method, "dataset": args.dataset, "param": args.param, "epochs": args.epochs, "train_images": len(train_idx),
                       "results": {f"{v:g}": r for v, r in results.items()}, "best": best}))
 
 

@@ -3,9 +3,13 @@ default), then compare.
 
     python benchmarks/compare_methods.py --epochs N [--methods simvae vae ...] [--seeds 0 1 2]
         [--dataset cifar10 --data-dir DIR] [--network mlp|conv] [--train-subset N]
+        [--epochs-for simclr=5 vae=11]
 
 Same encoder, decoder, latent size, augmentations, batch size and epochs for all (each
-method's own paper defaults otherwise: J, temperatures, learning rate). Runs land in
+method's own paper defaults otherwise: J, temperatures, learning rate). ``--epochs-for``
+gives some methods other epochs, e.g. to match optimiser steps rather than epochs: at 128
+views per step an epoch of SimVAE (12 images x 10 views) is 5.3 times as many steps as one of
+SimCLR (64 x 2) and 10.7 times one of VAE (128 x 1). Runs land in
 ``--out-dir``/METHOD-sSEED; the comparison table (markdown, CSV) and the reconstruction
 figure in ``--out-dir``/comparison. The last line printed is one JSON object mapping each
 method to its metrics.
@@ -35,6 +39,8 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--network", choices=["mlp", "conv"], default=None, help="default: the data set's")
     ap.add_argument("--methods", nargs="+", default=ORDER, choices=sorted(METHODS))
+    ap.add_argument("--epochs-for", nargs="+", default=[], metavar="METHOD=N",
+                    help="other epochs for some methods (e.g. simclr=5 vae=11); the rest train --epochs")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--out-dir", default="runs/compare-methods")
     ap.add_argument("--train-subset", type=int, default=None)
@@ -51,6 +57,13 @@ def main() -> None:
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args()
 
+    epochs_for = {}
+    for item in args.epochs_for:
+        method, _, n = item.partition("=")
+        if method not in METHODS or not n.isdigit() or int(n) < 1:
+            ap.error(f"--epochs-for takes METHOD=N with a known method and N >= 1, got {item!r}")
+        epochs_for[method] = int(n)
+    epochs = {m: 1 if m == "random" else epochs_for.get(m, args.epochs) for m in args.methods}
     root = Path(args.out_dir)
     run_dirs = []
     for method in args.methods:
@@ -59,7 +72,7 @@ def main() -> None:
             method_opts = {"beta": args.beta} if (method == "beta-vae" and args.beta is not None) else {}
             run = build_run_config({
                 "train": {"dataset": args.dataset, "data_dir": args.data_dir, "network": args.network, "method": method,
-                          "epochs": 1 if method == "random" else args.epochs, "seed": seed,
+                          "epochs": epochs[method], "seed": seed,
                           "train_subset": args.train_subset},
                 "method": method_opts,
                 "eval": {"gmm_restarts": args.gmm_restarts, "probe_max_epochs": args.probe_max_epochs,
@@ -68,6 +81,12 @@ def main() -> None:
                          "gen_samples": args.gen_samples, "style_max_train_images": args.style_max_train_images,
                          "max_train_images": args.max_train_images, "val_size": args.val_size}})
             t0 = time.monotonic()
+            held = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else None
+            if held is not None and held != run.to_dict() and not args.overwrite:
+                differ = sorted(f"{s}.{k}" for s in held for k in set(held[s]) | set(run.to_dict().get(s, {}))
+                                if held[s].get(k) != run.to_dict().get(s, {}).get(k))
+                sys.exit(f"{out} holds a different run ({', '.join(differ[:4])} differ); pass --overwrite to replace it "
+                         "or choose another --out-dir")
             if (out / "metrics.json").is_file() and not args.overwrite:
                 print(f"[all-methods] {out} already evaluated; reusing it (--overwrite to redo)", file=sys.stderr)
             else:
@@ -85,7 +104,7 @@ def main() -> None:
     print("written: " + ", ".join(map(str, paths)))
     keys = [k for k, _ in columns]  # the one metric registry, and the targets the runs have
     print(json.dumps({r["method"]: {**{k: r[k] for k in keys if k in r}, "n_runs": r["n_runs"],
-                                    "epochs": 1 if r["method"] == "random" else args.epochs} for r in rows}))
+                                    "epochs": epochs.get(r["method"])} for r in rows}))
 
 
 if __name__ == "__main__":

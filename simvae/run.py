@@ -12,7 +12,7 @@ from .augment import to_float
 from .checkpoint import CHECKPOINT_NAME, is_finished, load_checkpoint, load_model_state
 from .data import ImageData, load_dataset
 from .methods import Method, ModelSpec, build_method
-from .nets import build_decoder
+from .nets import build_decoder, use_fast_layout
 from .hardware import resolve_device
 from .run_config import RunConfig, load_run_config, model_spec
 
@@ -99,7 +99,7 @@ def load_decoder(path: str | Path, spec: ModelSpec, device="cpu") -> torch.nn.Mo
     ``val_mse``, ``epochs`` and ``max_epochs`` attributes say how it was fitted (NaN/0 if unknown)."""
     saved = torch.load(Path(path), map_location=device, weights_only=True)
     state = saved["state"] if "state" in saved else saved  # files of simvae 0.1 hold the state dict alone
-    decoder = build_decoder(spec.network, spec.image_shape, spec.latent_dim).to(device)
+    decoder = use_fast_layout(build_decoder(spec.network, spec.image_shape, spec.latent_dim).to(device), spec.network, device)
     decoder.load_state_dict(state)
     decoder.val_mse = float(saved.get("val_mse", float("nan")))  # type: ignore[attr-defined]
     decoder.epochs = int(saved.get("epochs", 0))  # type: ignore[attr-defined]
@@ -118,7 +118,7 @@ def load_run(path: str | Path, device: str = "auto", data: ImageData | None = No
         data = load_dataset(tc.dataset, tc.data_dir, tc.binarize, download=tc.download)
     method = build_method(cfg.train.method, model_spec(cfg, data.image_shape), cfg.to_dict()["method"])
     load_model_state(method, ckpt["model"], cfg.train.method, ckpt.get("method"), path / CHECKPOINT_NAME)
-    method.to(dev).eval()
+    use_fast_layout(method.to(dev), method.spec.network, dev).eval()
     epoch, epoch_step = int(ckpt.get("epoch", 0)), int(ckpt.get("epoch_step", 0))
     state = {"model_epoch": epoch, "model_epoch_step": epoch_step, "model_step": int(ckpt.get("step", 0)),
              "epochs_planned": cfg.train.epochs, "finished": is_finished(epoch, epoch_step, cfg.train.epochs)}

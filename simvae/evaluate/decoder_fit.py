@@ -4,6 +4,9 @@ The encoder is frozen; a decoder of the generative methods' architecture (paper 
 3b/4b) learns to reconstruct the un-augmented training images from their representations
 with the mean squared error, Adam lr 1e-4, until the validation loss stops improving
 (the paper reports ~10-80 epochs). The best decoder (lowest validation MSE) is returned.
+It trains in the run's precision (bf16 autocast where the device computes it natively) with
+fused Adam and, for the conv decoder, channels_last weights, as the training loop does; its
+validation MSE is measured in fp32.
 Its raw outputs are pixel means; clamp them to [0, 1] when using them (``reconstruct``).
 """
 
@@ -19,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import to_float
+from ..hardware import autocast
 from ..methods.base import ModelSpec
-from ..nets import build_decoder
+from ..nets import build_decoder, use_fast_layout
 
 
 @torch.no_grad()
@@ -44,12 +48,14 @@ def _mse(decoder: nn.Module, z: torch.Tensor, images_uint8: torch.Tensor, device
 def fit_decoder(encode_fn: Callable[[torch.Tensor], torch.Tensor], train_images_uint8: torch.Tensor,
                 spec: ModelSpec, device, seed: int = 0, lr: float = 1e-4, batch_size: int = 128,
                 max_epochs: int = 80, patience: int = 5, val_fraction: float = 0.1,
-                progress: bool = True) -> nn.Module:
+                progress: bool = True, precision: str = "fp32") -> nn.Module:
     """Train a decoder on frozen representations ``encode_fn(images)`` to reconstruct the images.
 
     A random ``val_fraction`` of the images (seeded) is held out; training stops after
-    ``patience`` epochs without a lower validation MSE, or after ``max_epochs``. Returns the
-    decoder with the best validation MSE, in eval mode, on ``device``.
+    ``patience`` epochs without a lower validation MSE, or after ``max_epochs``. ``precision``
+    ("fp32" or "bf16", resolved: see ``simvae.hardware.resolve_precision``) is the training
+    step's autocast. Returns the decoder with the best validation MSE, in eval mode, on
+    ``device``. Raises ValueError for fewer than 2 images or impossible options.
     """
     device = torch.device(device)
     n = len(train_images_uint8)
@@ -68,8 +74,9 @@ def fit_decoder(encode_fn: Callable[[torch.Tensor], torch.Tensor], train_images_
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        decoder = build_decoder(spec.network, spec.image_shape, spec.latent_dim).to(device)
-    opt = torch.optim.Adam(decoder.parameters(), lr=lr)
+        decoder = use_fast_layout(build_decoder(spec.network, spec.image_shape, spec.latent_dim).to(device),
+                                  spec.network, device)
+    opt = torch.optim.Adam(decoder.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
     best, best_state, stale = math.inf, copy.deepcopy(decoder.state_dict()), 0
     bar = _progress(max_epochs, progress)
     for epoch in range(max_epochs):
@@ -78,7 +85,9 @@ def fit_decoder(encode_fn: Callable[[torch.Tensor], torch.Tensor], train_images_
         for s in range(0, len(order), batch_size):
             sel = order[s:s + batch_size]
             x = to_float(images[train_idx[sel]].to(device))
-            loss = F.mse_loss(decoder(z_train[sel.to(device)]), x)
+            with autocast(precision, device):
+                x_hat = decoder(z_train[sel.to(device)])
+            loss = F.mse_loss(x_hat.float(), x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -108,11 +117,13 @@ def ensure_decoder(run, log: Callable[[str], None] = print, progress: bool = Fal
     Reused from ``RUN_DIR/decoder.pt`` when that file is newer than the run's checkpoint;
     otherwise fitted on the run's training images (the same ``train_subset`` the method
     was trained on), seeded by the evaluation seed, and saved there. ``fit_options`` go to
-    ``fit_decoder`` (lr, batch_size, max_epochs, patience, val_fraction).
+    ``fit_decoder`` (lr, batch_size, max_epochs, patience, val_fraction, precision: by default
+    the run's own, resolved on this device).
     """
     import time
 
     from ..checkpoint import CHECKPOINT_NAME
+    from ..hardware import resolve_precision
     from ..run import DECODER_NAME, load_decoder, save_decoder
 
     path, ckpt = run.path / DECODER_NAME, run.path / CHECKPOINT_NAME
@@ -124,6 +135,7 @@ def ensure_decoder(run, log: Callable[[str], None] = print, progress: bool = Fal
         images = run.data.subset_train(run.config.train.train_subset).train_images
         log(f"fitting a post-hoc decoder on {len(images)} frozen representations (MSE, until the validation loss stops improving)")
         t0 = time.monotonic()
+        fit_options.setdefault("precision", resolve_precision(run.config.train.precision, run.device))
         decoder = fit_decoder(run.method.encode, images, spec, run.device, seed=run.config.eval.seed,
                               progress=progress, **fit_options)
         decoder.max_epochs = fit_options.get("max_epochs", 80)  # type: ignore[attr-defined]

@@ -22,4 +22,18 @@ def build_decoder(network: str, image_shape, latent_dim: int) -> nn.Module:
     return DECODERS[network](image_shape, latent_dim)
 
 
-__all__ = ["MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "build_encoder", "build_decoder"]
+def use_fast_layout(module: nn.Module, network: str, device) -> nn.Module:
+    """Put ``module``'s 4-D weights in channels_last where that is faster, in place; returns it.
+
+    On a CUDA device always (the tensor-core layout); on a CPU for the conv networks (oneDNN's
+    blocked kernels): benchmarks/conv_throughput.py measured the conv SimVAE step 1.2-1.4x faster
+    than in the contiguous layout, in fp32 and bf16, at 32x32 and 64x64 (AVX-512 BF16 host;
+    5.8 s against 6.9 s per step on an AVX2 host). MLP weights are 2-D and are left as they are."""
+    import torch
+
+    if torch.device(device).type == "cuda" or network == "conv":
+        module.to(memory_format=torch.channels_last)
+    return module
+
+
+__all__ = ["MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "build_encoder", "build_decoder", "use_fast_layout"]
