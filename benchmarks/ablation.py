@@ -33,7 +33,7 @@ def validation_scores(out: Path, data, fit, val, seed: int) -> dict:
     """k-NN (best k) and linear-probe accuracy on the held-out split, neighbours and probe fit on the fit split."""
     reps = load_run(out, data=data).encode(data.train_images)
     fx, fy, vx, vy = reps[fit], data.train_labels[fit], reps[val], data.train_labels[val]
-    knn = float(knn_accuracies(fx, fy, vx, vy, 15, 10).max())
+    knn = float(knn_accuracies(fx, fy, vx, vy, 15, len(data.classes)).max())
     mean, std = fx.mean(0), fx.std(0) + 1e-8
     sub_fit, sub_val = split_train_val(len(fx), 5000, seed)  # the probe's early stopping uses part of the fit split
     lin = train_probe("linear", (fx[sub_fit] - mean) / std, fy[sub_fit], (fx[sub_val] - mean) / std, fy[sub_val],

@@ -6,7 +6,8 @@ default), then compare.
         [--epochs-for simclr=5 vae=11]
 
 Same encoder, decoder, latent size, augmentations, batch size and epochs for all (each
-method's own paper defaults otherwise: J, temperatures, learning rate). ``--epochs-for``
+method's own defaults otherwise: J, temperatures, and the learning rate, the paper's or, where
+the paper tunes it per data set (SimCLR), chosen on validation). ``--epochs-for``
 gives some methods other epochs, e.g. to match optimiser steps rather than epochs: at 128
 views per step an epoch of SimVAE (12 images x 10 views) is 5.3 times as many steps as one of
 SimCLR (64 x 2) and 10.7 times one of VAE (128 x 1). Runs land in
@@ -30,6 +31,26 @@ from simvae.run_config import build_run_config
 from simvae.train import train
 
 ORDER = ["random", "simclr", "moco", "mocov2", "vicreg", "vae", "beta-vae", "cr-vae", "simvae"]
+
+
+# keys that do not change the experiment: where the data was found, whether it may be downloaded
+NOT_THE_EXPERIMENT = {("train", "data_dir"), ("train", "download")}
+
+
+def config_differences(out: Path, run) -> list[str]:
+    """What differs between the run that folder ``out`` holds (its config.json) and ``run``, as
+    "section.key held -> wanted" lines (train keys first); [] when it holds no run or the same one."""
+    path = out / "config.json"
+    if not path.is_file():
+        return []
+    held, wanted, missing = json.loads(path.read_text()), run.to_dict(), "(absent)"
+    lines = []
+    for section in ["train"] + sorted((set(held) | set(wanted)) - {"train"}):
+        a, b = held.get(section) or {}, wanted.get(section) or {}
+        for key in sorted(set(a) | set(b)):
+            if (section, key) not in NOT_THE_EXPERIMENT and a.get(key, missing) != b.get(key, missing):
+                lines.append(f"{section}.{key} {a.get(key, missing)} -> {b.get(key, missing)}")
+    return lines
 
 
 def main() -> None:
@@ -60,12 +81,13 @@ def main() -> None:
     epochs_for = {}
     for item in args.epochs_for:
         method, _, n = item.partition("=")
-        if method not in METHODS or not n.isdigit() or int(n) < 1:
-            ap.error(f"--epochs-for takes METHOD=N with a known method and N >= 1, got {item!r}")
+        if method not in args.methods or method == "random" or not n.isdigit() or int(n) < 1:
+            ap.error(f"--epochs-for takes METHOD=N with a method of --methods other than random (it is untrained) "
+                     f"and N >= 1, got {item!r}")
         epochs_for[method] = int(n)
     epochs = {m: 1 if m == "random" else epochs_for.get(m, args.epochs) for m in args.methods}
     root = Path(args.out_dir)
-    run_dirs = []
+    planned = []  # (method, seed, folder, run config): every folder is checked before anything trains
     for method in args.methods:
         for seed in args.seeds:
             out = root / f"{method}-s{seed}"
@@ -80,22 +102,24 @@ def main() -> None:
                          "map_points": 1000, "seed": seed, "fid_samples": args.fid_samples,
                          "gen_samples": args.gen_samples, "style_max_train_images": args.style_max_train_images,
                          "max_train_images": args.max_train_images, "val_size": args.val_size}})
-            t0 = time.monotonic()
-            held = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else None
-            if held is not None and held != run.to_dict() and not args.overwrite:
-                differ = sorted(f"{s}.{k}" for s in held for k in set(held[s]) | set(run.to_dict().get(s, {}))
-                                if held[s].get(k) != run.to_dict().get(s, {}).get(k))
-                sys.exit(f"{out} holds a different run ({', '.join(differ[:4])} differ); pass --overwrite to replace it "
+            differ = [] if args.overwrite else config_differences(out, run)
+            if differ:
+                sys.exit(f"{out} holds a different run ({'; '.join(differ[:3])}"
+                         f"{f'; +{len(differ) - 3} more' if len(differ) > 3 else ''}); pass --overwrite to replace it "
                          "or choose another --out-dir")
-            if (out / "metrics.json").is_file() and not args.overwrite:
-                print(f"[all-methods] {out} already evaluated; reusing it (--overwrite to redo)", file=sys.stderr)
-            else:
-                train(run, out, overwrite=True, progress=True)
-                evaluate_run(out)
-            m = json.loads((out / "metrics.json").read_text())
-            print(f"[all-methods] {method} seed {seed}: k-NN {m['knn_acc']:.4f} MLP {m['mlp_acc']:.4f} "
-                  f"({time.monotonic() - t0:.0f}s)", file=sys.stderr, flush=True)
-            run_dirs.append(out)
+            planned.append((method, seed, out, run))
+    run_dirs = []
+    for method, seed, out, run in planned:
+        t0 = time.monotonic()
+        if (out / "metrics.json").is_file() and not args.overwrite:
+            print(f"[all-methods] {out} already evaluated; reusing it (--overwrite to redo)", file=sys.stderr)
+        else:
+            train(run, out, overwrite=True, progress=True)
+            evaluate_run(out)
+        m = json.loads((out / "metrics.json").read_text())
+        print(f"[all-methods] {method} seed {seed}: k-NN {m['knn_acc']:.4f} MLP {m['mlp_acc']:.4f} "
+              f"({time.monotonic() - t0:.0f}s)", file=sys.stderr, flush=True)
+        run_dirs.append(out)
     paths = compare_runs(run_dirs, root / "comparison", overwrite=True)
     groups = read_runs(run_dirs)
     columns = columns_for(groups)

@@ -11,7 +11,9 @@ line is one JSON object.
         [--decoder-images 2560]
 
 It also times one epoch of the post-hoc decoder fit (evaluation of the discriminative methods,
-``simvae.evaluate.decoder_fit.fit_decoder``) on that many images, in each precision.
+``simvae.evaluate.decoder_fit.fit_decoder``) on that many images, in each precision: the whole
+call (encoding the images, the epoch on 90% of them, the validation pass on the other 10%), so
+its images/s (trained images per second of the call) is a lower bound on the training rate.
 
 bf16 is measured only where the CPU computes it natively (AVX-512 BF16 / AMX; emulated bf16 runs
 many times slower), unless ``--force-bf16``. The configurations of one shape and method run
@@ -62,7 +64,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds per configuration")
     ap.add_argument("--shapes", type=int, nargs="+", default=[32, 64], choices=[32, 64])
-    ap.add_argument("--methods", nargs="+", default=["simvae"])
+    from simvae.methods import METHODS
+
+    ap.add_argument("--methods", nargs="+", default=["simvae"], choices=sorted(METHODS))
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     ap.add_argument("--formats", nargs="+", default=["channels_last", "contiguous"], choices=["channels_last", "contiguous"])
     ap.add_argument("--force-bf16", action="store_true", help="time bf16 even where it is emulated")
@@ -75,6 +79,8 @@ def main() -> None:
 
     precisions = [p for p in args.precisions if p == "fp32" or args.force_bf16 or native_bf16(torch.device("cpu"))]
     skipped = sorted(set(args.precisions) - set(precisions))
+    if skipped and not precisions:
+        ap.error("this CPU emulates bf16 (no AVX-512 BF16 / AMX): nothing to time; add fp32 to --precisions or pass --force-bf16")
     if skipped:
         print("bf16 skipped: this CPU emulates it (--force-bf16 to time it anyway)", file=sys.stderr)
     out = {"host": machine_line(), "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -96,7 +102,7 @@ def main() -> None:
                 for c in configs:
                     trainer = trainers[c]
                     step_s = statistics.median(steps[c])
-                    phases = time_breakdown(trainer, 2, 1)
+                    phases = time_breakdown(trainer, args.steps, args.warmup)
                     r = {"shape": f"3x{size}x{size}", "method": method, "precision": c[0], "memory_format": c[1],
                          "images_per_step": trainer.images_per_step, "views_per_step": trainer.views_per_step,
                          "views_per_s": round(trainer.views_per_step / step_s, 1),

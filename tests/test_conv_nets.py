@@ -72,3 +72,36 @@ def test_simvae_trains_with_conv_nets():
     method.eval()
     assert method.encode(views[:, 0]).shape == (4, 16)
     assert method.reconstruct(views[:, 0]).shape == (4, 3, 32, 32)
+
+
+def test_resumed_optimizer_state_takes_the_parameters_layout():
+    """A checkpoint's Adam state saved with contiguous conv weights, resumed into channels_last
+    weights (the layout rule of another version): after the fix-up, fused Adam steps exactly as
+    it would have without the change of layout."""
+    from simvae.train.loop import _match_state_layout
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    grads = [torch.randn_like(conv.weight) for _ in range(3)]
+    ref = torch.nn.Conv2d(3, 4, 3)
+    ref.load_state_dict(conv.state_dict())
+
+    def step(module, opt, g):
+        module.weight.grad, module.bias.grad = g.contiguous(memory_format=module.weight_format), torch.ones(4)
+        opt.step()
+
+    ref.weight_format = conv.weight_format = torch.contiguous_format
+    opt_ref = torch.optim.Adam(ref.parameters(), lr=0.1, fused=True)
+    opt = torch.optim.Adam(conv.parameters(), lr=0.1, fused=True)
+    step(ref, opt_ref, grads[0]), step(conv, opt, grads[0])
+    saved = opt.state_dict()  # contiguous state, as an older checkpoint holds it
+    conv.to(memory_format=torch.channels_last)
+    conv.weight_format = torch.channels_last
+    resumed = torch.optim.Adam(conv.parameters(), lr=0.1, fused=True)
+    resumed.load_state_dict(saved)
+    _match_state_layout(resumed)
+    state = resumed.state[conv.weight]
+    assert state["exp_avg"].stride() == conv.weight.stride() == state["exp_avg_sq"].stride()
+    for g in grads[1:]:
+        step(ref, opt_ref, g), step(conv, resumed, g)
+    assert torch.allclose(conv.weight, ref.weight, atol=1e-6)

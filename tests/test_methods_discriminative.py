@@ -1,6 +1,8 @@
 """The discriminative baselines and the random encoder as methods: a forward/backward step on
 a tiny batch, their representations, the training loop end to end, and post-hoc decoders."""
 
+import math
+
 import pytest
 import torch
 
@@ -170,3 +172,63 @@ def test_posthoc_decoder_keeps_the_best_epoch(monkeypatch):
     assert len(snapshots) == 5  # stopped 3 epochs after the best (epoch 2)
     assert all(torch.equal(v, snapshots[1][k]) for k, v in dec.state_dict().items())
     assert dec.val_mse == 0.3
+
+
+def test_posthoc_decoder_reports_each_epoch_and_trains_in_bf16():
+    """on_epoch sees every epoch's validation MSE and the best so far; bf16 autocast trains the
+    decoder (weights stay fp32) to a finite validation MSE; a conv decoder is in channels_last."""
+    spec = ModelSpec((3, 32, 32), 8, network="conv")
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    proj = torch.randn(3 * 32 * 32, 8, generator=torch.Generator().manual_seed(1)) / 55
+    seen = []
+    dec = fit_decoder(lambda x: x.flatten(1) @ proj, images, spec, "cpu", lr=1e-3, batch_size=16, max_epochs=3,
+                      patience=3, progress=False, precision="bf16", on_epoch=lambda *a: seen.append(a))
+    assert [(e, n) for e, n, _, _ in seen] == [(1, 3), (2, 3), (3, 3)]
+    assert all(best <= val for _, _, val, best in seen)
+    assert [b for *_, b in seen] == sorted((b for *_, b in seen), reverse=True)  # the best never rises
+    assert dec.val_mse == seen[-1][3] and math.isfinite(dec.val_mse)  # the best of the epochs
+    assert all(p.dtype == torch.float32 for p in dec.parameters())
+    assert dec.out.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_progress_lines_are_throttled(monkeypatch):
+    import simvae.evaluate.progress as progress
+
+    clock = iter([0.0, 10.0, 31.0, 40.0, 62.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    lines = []
+    tick = progress.every(30.0, lambda e, n, elapsed, *extra: lines.append((e, n, elapsed, extra)))
+    for epoch in range(1, 5):
+        tick(epoch, 9, f"x{epoch}")
+    assert lines == [(2, 9, 31.0, ("x2",)), (4, 9, 62.0, ("x4",))]
+
+
+@pytest.mark.parametrize("train_precision, native, expected", [("auto", True, "bf16"), ("bf16", True, "bf16"),
+                                                                ("bf16", False, "fp32"), ("auto", False, "fp32"),
+                                                                ("fp32", True, "fp32")])
+def test_posthoc_decoder_precision_follows_the_run_where_native(tmp_path, monkeypatch, train_precision, native, expected):
+    """The decoder trains in bf16 only where the run asks for it (auto or bf16) and this device has
+    it natively: never in emulated bf16 (a bf16 GPU run evaluated on an AVX2 CPU)."""
+    import simvae.evaluate.decoder_fit as df
+    import simvae.hardware as hw
+    from types import SimpleNamespace
+
+    from simvae.run_config import build_run_config
+
+    seen = []
+    monkeypatch.setattr(hw, "native_bf16", lambda device: native)
+    def fake_fit(*args, **kw):
+        seen.append(kw["precision"])
+        decoder = torch.nn.Linear(1, 1)
+        decoder.val_mse, decoder.epochs = 0.1, 1
+        return decoder
+
+    monkeypatch.setattr(df, "fit_decoder", fake_fit)
+    monkeypatch.setattr("simvae.run.save_decoder", lambda decoder, path: None)
+    cfg = build_run_config({"train": {"method": "simclr", "precision": train_precision, "device": "cpu"}})
+    method = build_method("simclr", SPEC, {})
+    images = torch.zeros(4, *SPEC.image_shape, dtype=torch.uint8)
+    data = SimpleNamespace(subset_train=lambda n: SimpleNamespace(train_images=images))
+    run = SimpleNamespace(path=tmp_path, method=method, config=cfg, device=torch.device("cpu"), data=data)
+    df.ensure_decoder(run, log=lambda m: None)
+    assert seen == [expected]

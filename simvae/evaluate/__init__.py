@@ -19,6 +19,7 @@ from .generation import generation_evaluator
 from .gmm import gmm_evaluate
 from .knn import knn_evaluate
 from .probes import train_probes
+from .progress import every
 from .style import style_evaluator
 
 from .registry import EVALUATORS, METRICS, RUN_EVALUATORS, Target, register_evaluator, register_run_evaluator  # noqa: F401 (API)
@@ -44,21 +45,6 @@ class Context:
 
 def _labelled(idx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return idx[y[idx] >= 0]
-
-
-def _every(seconds: float, fn):
-    """A progress callback (epoch, max_epochs) that calls ``fn(epoch, max_epochs, elapsed)`` at
-    most every ``seconds``."""
-    start = last = time.monotonic()
-
-    def progress(epoch: int, max_epochs: int) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last >= seconds:
-            last = now
-            fn(epoch, max_epochs, now - start)
-
-    return progress
 
 
 def knn_evaluator(ctx: Context, target: Target, log) -> dict:
@@ -105,7 +91,7 @@ def probe_evaluator(ctx: Context, targets: list[Target], log) -> dict:
     log(f"{targets[0].prefix() if len(targets) == 1 else ''}training the linear and MLP probes{what} "
         f"(up to {cfg.probe_max_epochs} epochs, stopped on validation)")
     trained = train_probes(heads, ctx.z_train[fit], y[fit], ctx.z_train[val], y[val], ctx.z_test[test], ty[test], classes,
-                           progress=_every(30.0, lambda e, n, el: log(f"  probes: epoch {e} of at most {n}, {el:.0f}s "
+                           progress=every(30.0, lambda e, n, el: log(f"  probes: epoch {e} of at most {n}, {el:.0f}s "
                                                                        f"(at most {el / e * (n - e):.0f}s more)")),
                            **opts)
     out: dict = {}
@@ -141,8 +127,8 @@ def gmm_evaluator(ctx: Context, target: Target, log) -> dict:
     cfg = ctx.cfg
     y, ty = target.train, target.test
     tr, te = torch.nonzero(y >= 0).squeeze(1), torch.nonzero(ty >= 0).squeeze(1)
-    log(f"{target.prefix()}fitting the Gaussian mixture ({cfg.gmm_restarts} restarts; about 6 s each on "
-        f"50,000 10-d points on one CPU core)")
+    log(f"{target.prefix()}fitting the Gaussian mixture ({target.n_classes} components, {cfg.gmm_restarts} restarts, "
+        f"{len(tr)} {ctx.train_x.shape[1]}-d points; about 6 s a restart on 50,000 10-d points on one CPU core)")
     out = gmm_evaluate(ctx.train_x[tr].numpy().astype(np.float64), y[tr].numpy(), ctx.test_x[te].numpy().astype(np.float64),
                        ty[te].numpy(), target.n_classes, cfg.gmm_restarts, cfg.gmm_max_iter, cfg.seed)
     log(f"{target.prefix()}GMM: acc {out['gmm_acc']:.4f} NMI {out['gmm_nmi']:.4f} ARI {out['gmm_ari']:.4f} "

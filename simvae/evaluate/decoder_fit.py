@@ -48,19 +48,23 @@ def _mse(decoder: nn.Module, z: torch.Tensor, images_uint8: torch.Tensor, device
 def fit_decoder(encode_fn: Callable[[torch.Tensor], torch.Tensor], train_images_uint8: torch.Tensor,
                 spec: ModelSpec, device, seed: int = 0, lr: float = 1e-4, batch_size: int = 128,
                 max_epochs: int = 80, patience: int = 5, val_fraction: float = 0.1,
-                progress: bool = True, precision: str = "fp32") -> nn.Module:
+                progress: bool = True, precision: str = "fp32",
+                on_epoch: Callable[[int, int, float, float], None] | None = None) -> nn.Module:
     """Train a decoder on frozen representations ``encode_fn(images)`` to reconstruct the images.
 
     A random ``val_fraction`` of the images (seeded) is held out; training stops after
     ``patience`` epochs without a lower validation MSE, or after ``max_epochs``. ``precision``
     ("fp32" or "bf16", resolved: see ``simvae.hardware.resolve_precision``) is the training
-    step's autocast. Returns the decoder with the best validation MSE, in eval mode, on
+    step's autocast; ``on_epoch(epoch, max_epochs, val_mse, best_val_mse)`` is called after each
+    epoch (for log lines). Returns the decoder with the best validation MSE, in eval mode, on
     ``device``. Raises ValueError for fewer than 2 images or impossible options.
     """
     device = torch.device(device)
     n = len(train_images_uint8)
     if n < 2:
         raise ValueError(f"fit_decoder needs at least 2 images, got {n}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16' (resolved), got {precision!r}")
     if max_epochs < 1 or patience < 1 or not 0 < val_fraction < 1:
         raise ValueError(f"need max_epochs >= 1, patience >= 1, 0 < val_fraction < 1; got {max_epochs}, {patience}, {val_fraction}")
     gen = torch.Generator().manual_seed(seed)
@@ -97,6 +101,8 @@ def fit_decoder(encode_fn: Callable[[torch.Tensor], torch.Tensor], train_images_
             best, best_state, stale = val, copy.deepcopy(decoder.state_dict()), 0
         else:
             stale += 1
+        if on_epoch is not None:
+            on_epoch(epoch + 1, max_epochs, val, best)
         if bar is not None:
             bar.update(1)
             bar.set_postfix({"val_mse": f"{val:.5f}", "best": f"{best:.5f}"}, refresh=False)
@@ -118,13 +124,14 @@ def ensure_decoder(run, log: Callable[[str], None] = print, progress: bool = Fal
     otherwise fitted on the run's training images (the same ``train_subset`` the method
     was trained on), seeded by the evaluation seed, and saved there. ``fit_options`` go to
     ``fit_decoder`` (lr, batch_size, max_epochs, patience, val_fraction, precision: by default
-    the run's own, resolved on this device).
+    bf16 where the run's precision is auto or bf16 and this device computes bf16 natively, else fp32).
     """
     import time
 
     from ..checkpoint import CHECKPOINT_NAME
-    from ..hardware import resolve_precision
+    from ..hardware import native_bf16
     from ..run import DECODER_NAME, load_decoder, save_decoder
+    from .progress import every
 
     path, ckpt = run.path / DECODER_NAME, run.path / CHECKPOINT_NAME
     spec = run.method.spec
@@ -135,7 +142,12 @@ def ensure_decoder(run, log: Callable[[str], None] = print, progress: bool = Fal
         images = run.data.subset_train(run.config.train.train_subset).train_images
         log(f"fitting a post-hoc decoder on {len(images)} frozen representations (MSE, until the validation loss stops improving)")
         t0 = time.monotonic()
-        fit_options.setdefault("precision", resolve_precision(run.config.train.precision, run.device))
+        # the run's precision where this device computes it natively; never emulated bf16 (many
+        # times slower), e.g. a run trained in bf16 on a GPU and evaluated on an AVX2 CPU
+        native = run.config.train.precision in ("auto", "bf16") and native_bf16(run.device)
+        fit_options.setdefault("precision", "bf16" if native else "fp32")
+        fit_options.setdefault("on_epoch", every(30.0, lambda e, n, el, val, best: log(
+            f"  post-hoc decoder: epoch {e} of at most {n}, validation MSE {val:.5f} (best {best:.5f}), {el:.0f}s")))
         decoder = fit_decoder(run.method.encode, images, spec, run.device, seed=run.config.eval.seed,
                               progress=progress, **fit_options)
         decoder.max_epochs = fit_options.get("max_epochs", 80)  # type: ignore[attr-defined]

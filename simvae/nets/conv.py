@@ -12,7 +12,7 @@ no max-pool in the encoder, so its fc still sees 256 x 4 x 4, and one upsampling
 in the decoder (128, 64, 32). Each residual stage is two 3x3 convolutions with BatchNorm and
 a projection shortcut where the shape changes; the decoder upsamples by nearest-neighbour x2
 before its first convolution (no checkerboard artefacts of transposed convolutions).
-On a CUDA device the networks run in channels_last memory format (tensor-core friendly).
+Their weights are put in channels_last memory format on a GPU and on a CPU (``nets.use_fast_layout``).
 """
 
 from __future__ import annotations

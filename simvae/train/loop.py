@@ -136,6 +136,7 @@ class Trainer:
     def _restore(self, ckpt: dict) -> None:
         load_model_state(self.method, ckpt["model"], self.run.train.method, ckpt.get("method"), self.out / CHECKPOINT_NAME)
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        _match_state_layout(self.optimizer)
         set_rng_state(ckpt["rng"], self.generator)
         self.epoch, self.step, self.epoch_step = ckpt["epoch"], ckpt["step"], ckpt["epoch_step"]
         self.epoch_perm = ckpt["epoch_perm"]
@@ -257,3 +258,16 @@ class Trainer:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         tmp.replace(self.out / SUMMARY_NAME)
         return summary
+
+
+def _match_state_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each optimiser state tensor its parameter's memory layout, in place.
+
+    ``Optimizer.load_state_dict`` keeps the strides the state was saved with; fused Adam works on
+    raw storage, so a checkpoint saved with contiguous weights and resumed with channels_last ones
+    (or the reverse, when the layout rule changes between versions) would pair the wrong elements."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, t in optimizer.state.get(p, {}).items():
+                if torch.is_tensor(t) and t.shape == p.shape and t.stride() != p.stride():
+                    optimizer.state[p][key] = torch.empty_like(p, dtype=t.dtype).copy_(t)
