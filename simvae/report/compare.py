@@ -285,10 +285,13 @@ def content_style_figures(groups, rows, out_dir: Path) -> list[tuple[str, str, s
             return mean_se(vals)[0] if vals else float("nan")
 
         accs = {label: [mean_of(runs, f"{t}/{TARGET_COLUMN}") for t in targets] for label, runs in groups.items()}
+        first = [r for runs in groups.values() for r in runs]
+        chance = [next((r[f"{t}/chance"] for r in first if f"{t}/chance" in r), float("nan")) for t in targets]
         target_accuracies_and_gains(targets, accs, reference, out_dir / "target_gains.png",
-                                    "MLP probe accuracy per target, and SimVAE's gain over each method")
+                                    "MLP probe accuracy per target, and SimVAE's gain over each method", chance=chance)
         out.append(("Per-target accuracy and SimVAE's gains", "target_gains.png",
-                    "top: test accuracy of the MLP probe per target; bottom: SimVAE minus each method, in points"))
+                    "top: test accuracy of the MLP probe per target (grey bars: chance, the most frequent test "
+                    "class, where recorded); bottom: SimVAE minus each method, in points"))
     return out
 
 

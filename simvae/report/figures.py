@@ -156,10 +156,11 @@ def content_style_scatter(points: list[dict], path: Path, x_label: str, y_label:
 
 
 def target_accuracies_and_gains(targets: list[str], rows: dict[str, list[float]], reference: str, path: Path,
-                                title: str = "") -> None:
+                                title: str = "", chance: list[float] | None = None) -> None:
     """Per-target test accuracy of each row (top) and the gain of the ``reference`` row over each
     other row (bottom), in percentage points (paper Fig. 5 right and Fig. 6). ``rows`` maps a row
-    label to its accuracies in ``targets`` order (NaN where missing)."""
+    label to its accuracies in ``targets`` order (NaN where missing); ``chance`` (same order, NaN
+    where unknown) is drawn as a grey bar on each target."""
     x = np.arange(len(targets))
     others = [label for label in rows if label != reference]
     width = 0.8 / max(1, len(others))
@@ -168,6 +169,8 @@ def target_accuracies_and_gains(targets: list[str], rows: dict[str, list[float]]
     for i, (label, accs) in enumerate(rows.items()):
         top.plot(x, 100 * np.asarray(accs, dtype=float), "o" if label != reference else "*",
                  ms=5 if label != reference else 10, color="k" if label == reference else cmap(i % 10), label=label)
+    if chance is not None and np.isfinite(np.asarray(chance, dtype=float)).any():
+        top.plot(x, 100 * np.asarray(chance, dtype=float), "_", ms=16, mew=2, color="0.6", label="chance", zorder=0)
     ref = np.asarray(rows[reference], dtype=float)
     for i, label in enumerate(others):
         gain = 100 * (ref - np.asarray(rows[label], dtype=float))
