@@ -14,6 +14,10 @@ SimCLR (64 x 2) and 10.7 times one of VAE (128 x 1). Runs land in
 ``--out-dir``/METHOD-sSEED; the comparison table (markdown, CSV) and the reconstruction
 figure in ``--out-dir``/comparison. The last line printed is one JSON object mapping each
 method to its metrics.
+
+Run again with the same options, it picks up where it stopped: an evaluated folder is reused,
+a trained one is evaluated, an interrupted one (Ctrl-C writes a checkpoint) is resumed from
+its checkpoint; a folder holding a different run is refused before anything trains.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from simvae.pipeline import evaluate_and_report as evaluate_run
 from simvae.methods import METHODS
 from simvae.report.compare import columns_for, compare_runs, comparison_rows, markdown_table, read_runs
 from simvae.run_config import build_run_config
-from simvae.train import train
+from simvae.checkpoint import CHECKPOINT_NAME
+from simvae.errors import SimvaeError
+from simvae.train import run_state, train
 
 ORDER = ["random", "simclr", "moco", "mocov2", "vicreg", "vae", "beta-vae", "cr-vae", "simvae"]
 
@@ -51,6 +57,18 @@ def config_differences(out: Path, run) -> list[str]:
             if (section, key) not in NOT_THE_EXPERIMENT and a.get(key, missing) != b.get(key, missing):
                 lines.append(f"{section}.{key} {a.get(key, missing)} -> {b.get(key, missing)}")
     return lines
+
+
+def checkpoint_state(out: Path) -> dict | None:
+    """``simvae.train.run_state`` of the run in ``out`` (epoch, epoch_step, step, finished), or
+    None when it has no usable checkpoint (then the run is trained from the start)."""
+    if not (out / "config.json").is_file() or not (out / CHECKPOINT_NAME).is_file():
+        return None
+    try:
+        return run_state(out)
+    except SimvaeError as e:
+        print(f"[all-methods] {out}: {e}; training it from the start", file=sys.stderr)
+        return None
 
 
 def main() -> None:
@@ -111,8 +129,19 @@ def main() -> None:
     run_dirs = []
     for method, seed, out, run in planned:
         t0 = time.monotonic()
+        state = None if args.overwrite else checkpoint_state(out)
         if (out / "metrics.json").is_file() and not args.overwrite:
             print(f"[all-methods] {out} already evaluated; reusing it (--overwrite to redo)", file=sys.stderr)
+        elif state is not None and state["finished"]:
+            print(f"[all-methods] {out} is trained but not evaluated; evaluating it", file=sys.stderr)
+            run.save(out / "config.json")  # the same experiment; the data may now be found elsewhere
+            evaluate_run(out)
+        elif state is not None:
+            print(f"[all-methods] {out} was interrupted at epoch {state['epoch']} + {state['epoch_step']} steps "
+                  f"(step {state['step']}); resuming it", file=sys.stderr)
+            run.save(out / "config.json")
+            train(run, out, resume=True, progress=True)
+            evaluate_run(out)
         else:
             train(run, out, overwrite=True, progress=True)
             evaluate_run(out)
@@ -132,4 +161,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as e:  # TrainingInterrupted: the step's checkpoint is written
+        where = f" (checkpoint {e.checkpoint})" if getattr(e, "checkpoint", None) else ""
+        sys.exit(f"[all-methods] interrupted{where}; run the same command again to resume")
+    except SimvaeError as e:
+        sys.exit(f"[all-methods] {e}")
