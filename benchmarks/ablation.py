@@ -4,6 +4,8 @@
     python benchmarks/ablation.py --method simclr --param train.lr --values 8e-5 3e-4 1e-3 --epochs 2
     python benchmarks/ablation.py --method simclr --param train.lr --values 8e-5 3e-4 1e-3 --epochs 1 \
         --dataset cifar10 --data-dir DIR
+    python benchmarks/ablation.py --method simvae --param train.precision --values fp32 bf16 --epochs 1 \
+        --dataset cifar10 --data-dir DIR --train-subset 10000
 
 Where the paper leaves a value open (beta-VAE's beta) or tunes it per data set (SimCLR's
 learning rate), the default is picked here. For each value the method is trained with the
@@ -41,11 +43,23 @@ def validation_scores(out: Path, data, fit, val, seed: int) -> dict:
     return {"val_knn_acc": knn, "val_linear_acc": lin["linear_acc"]}
 
 
+def _value(text: str) -> float | str:
+    """A --values item: a number where it reads as one (3e-4), else the word itself (bf16)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _label(value: float | str) -> str:
+    return f"{value:g}" if isinstance(value, float) else value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", required=True, choices=sorted(METHODS))
     ap.add_argument("--param", required=True, help="SECTION.KEY of the config, e.g. method.beta or train.lr")
-    ap.add_argument("--values", nargs="+", type=float, required=True)
+    ap.add_argument("--values", nargs="+", type=_value, required=True, help="numbers, or words (e.g. fp32 bf16)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--data-dir", default=None)
@@ -75,19 +89,19 @@ def main() -> None:
                   "method": {}}
         values[section][key] = value
         run = build_run_config(values)  # strict: an unknown key is refused with a suggestion
-        out = out_dir / f"{key}-{value:g}"
+        out = out_dir / f"{key}-{_label(value)}"
         train(run, out, overwrite=True, data=fit_data, progress=True)
         results[value] = validation_scores(out, data, fit, val, args.seed)
-        print(f"{key} {value:g}: validation k-NN {results[value]['val_knn_acc']:.4f}, "
+        print(f"{key} {_label(value)}: validation k-NN {results[value]['val_knn_acc']:.4f}, "
               f"linear {results[value]['val_linear_acc']:.4f}", flush=True)
     best = max(results, key=lambda v: results[v]["val_knn_acc"])
     print(f"\n{args.method}, {args.dataset}, {args.epochs} epochs on {len(train_idx)} training images, validation split "
           "of 10,000 training images\n")
     print(f"| {key} | validation k-NN | validation linear |\n|---|---|---|")
     for v, r in results.items():
-        print(f"| {v:g} | {r['val_knn_acc']:.4f} | {r['val_linear_acc']:.4f} |")
+        print(f"| {_label(v)} | {r['val_knn_acc']:.4f} | {r['val_linear_acc']:.4f} |")
     print(json.dumps({"method": args.method, "dataset": args.dataset, "param": args.param, "epochs": args.epochs, "train_images": len(train_idx),
-                      "results": {f"{v:g}": r for v, r in results.items()}, "best": best}))
+                      "results": {_label(v): r for v, r in results.items()}, "best": best}))
 
 
 if __name__ == "__main__":
