@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import to_float
-from ..hardware import autocast
+from ..hardware import autocast, resolve_precision
 from ..methods.base import ModelSpec
 from ..nets import build_decoder, use_fast_layout
+from .progress import every
 
 
 @torch.no_grad()
@@ -129,9 +130,7 @@ def ensure_decoder(run, log: Callable[[str], None] = print, progress: bool = Fal
     import time
 
     from ..checkpoint import CHECKPOINT_NAME
-    from ..hardware import native_bf16
     from ..run import DECODER_NAME, load_decoder, save_decoder
-    from .progress import every
 
     path, ckpt = run.path / DECODER_NAME, run.path / CHECKPOINT_NAME
     spec = run.method.spec
@@ -144,8 +143,8 @@ def ensure_decoder(run, log: Callable[[str], None] = print, progress: bool = Fal
         t0 = time.monotonic()
         # the run's precision where this device computes it natively; never emulated bf16 (many
         # times slower), e.g. a run trained in bf16 on a GPU and evaluated on an AVX2 CPU
-        native = run.config.train.precision in ("auto", "bf16") and native_bf16(run.device)
-        fit_options.setdefault("precision", "bf16" if native else "fp32")
+        fit_options.setdefault("precision", "fp32" if run.config.train.precision == "fp32"
+                               else resolve_precision("auto", run.device))
         fit_options.setdefault("on_epoch", every(30.0, lambda e, n, el, val, best: log(
             f"  post-hoc decoder: epoch {e} of at most {n}, validation MSE {val:.5f} (best {best:.5f}), {el:.0f}s")))
         decoder = fit_decoder(run.method.encode, images, spec, run.device, seed=run.config.eval.seed,
