@@ -1,4 +1,4 @@
-"""Conv training throughput on this CPU (paper Table 4 networks, issue #11 item 6): views/s of
+"""Conv training throughput on this CPU (paper Table 4 networks): views/s of
 simvae's real training step at the paper's 128 views per step and where the step's time goes
 (making the views / forward / backward / Adam), for CIFAR-10-shaped (32x32) and CelebA-shaped
 (64x64) images, in each precision and memory format asked for, so that the defaults (bf16

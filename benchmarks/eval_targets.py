@@ -1,4 +1,4 @@
-"""Evaluation time as targets multiply (issue #11 item 7): the probes of many targets trained
+"""Evaluation time as targets multiply: the probes of many targets trained
 together as disjoint heads in one loop ("joint", what simvae does) against one loop per target
 (the earlier behaviour, "separate").
 

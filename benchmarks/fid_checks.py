@@ -1,4 +1,4 @@
-"""Checks of the offline FID pipeline (issue #12 item 2), with the numbers they give.
+"""Checks of the offline FID pipeline, with the numbers they give.
 
 1. FID of a set of images against itself: ~0.
 2. FID of real images with Gaussian pixel noise of growing strength against the same clean

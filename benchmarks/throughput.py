@@ -28,6 +28,10 @@ exceeds --busy-threshold. The last line printed is one JSON object.
 
     python benchmarks/throughput.py [--steps 60] [--warmup 10] [--threads N] [--bf16 auto|on|off]
 
+OpenMP threads wait passively, as in ``simvae train`` (``simvae.hardware.openmp_wait_policy``);
+``OMP_WAIT_POLICY=ACTIVE`` (or ``GOMP_SPINCOUNT=N``) in the environment times OpenMP's spinning
+instead. The thread count is torch's (one per core) unless ``--threads`` says otherwise.
+
 Both step compositions are timed: the paper's 128 views per step (12 images x 10 views) and
 the per-image batch of 128 images x 10 views. bf16 is timed only where the CPU computes it
 natively (``--bf16 on`` forces it, time-boxed), since emulated bf16 runs many times slower.
@@ -45,7 +49,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+from simvae.hardware import openmp_wait_policy
+
+# as `simvae train` does, before PyTorch loads OpenMP: idle OpenMP threads sleep instead of spinning
+# (OMP_WAIT_POLICY=ACTIVE or GOMP_SPINCOUNT=N in the environment measures the other policies)
+WAIT_POLICY = openmp_wait_policy()
+
+import torch  # noqa: E402
 
 DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -195,8 +205,10 @@ def make_trainer(data, out: Path, size: dict, n_views: int, precision: str, seed
     from simvae.run_config import build_run_config
     from simvae.train import Trainer
 
+    # the thread count set here (torch's default or --threads), not the Trainer's choice from the load
     run = build_run_config({"train": {"method": "simvae", "dataset": "fashion-mnist", **size,
-                                      "device": "cpu", "precision": precision, "seed": seed, "epochs": 1},
+                                      "device": "cpu", "precision": precision, "seed": seed, "epochs": 1,
+                                      "threads": torch.get_num_threads()},
                             "method": {"n_views": n_views}})
     return Trainer(run, out, data=data, progress=False)
 
@@ -402,7 +414,7 @@ def main(argv=None) -> dict:
 
     native = cpu_has_native_bf16()
     print(f"host: {host_description()}")
-    print(f"machine: {machine_line()}")
+    print(f"machine: {machine_line()}; OpenMP wait policy: {WAIT_POLICY}; {torch.get_num_threads()} intra-op threads")
     load_start = load()
     data = load_dataset("fashion-mnist", data_dir=args.data_dir, download=False)
     print(f"data: Fashion-MNIST {tuple(data.train_images.shape)} uint8 in memory ({data.source})")
@@ -438,7 +450,7 @@ def main(argv=None) -> dict:
             trainer = make_trainer(data, Path(tmp) / name, size, j, "fp32")
             rows = trainer.views_per_step
             flops, _ = step_flops(trainer.method, rows)
-            fp32 = quiet(lambda: time_train_steps(trainer, args.steps, args.warmup), f"{name} fp32")
+            fp32 = quiet(lambda t=trainer: time_train_steps(t, args.steps, args.warmup), f"{name} fp32")
             gf = flops / fp32["median_step_s"] / 1e9
             comp = {"images_per_step": trainer.images_per_step, "views_per_step": rows,
                     "fp32_views_per_s": round(fp32["views_per_s"], 1),
@@ -486,7 +498,7 @@ def main(argv=None) -> dict:
             out["speedup_images128"] = round(out["compositions"]["images128"]["fp32_views_per_s"] / ref["views_per_s"], 3)
             print(f"{'reference: Dataset + torchvision per image, 128 x 10':52s} {ref['views_per_s']:9.0f}", flush=True)
     print("-" * 90)
-    out.update({"steps": args.steps, "warmup": args.warmup, "threads": torch.get_num_threads(),
+    out.update({"steps": args.steps, "warmup": args.warmup, "threads": torch.get_num_threads(), "wait_policy": WAIT_POLICY,
                 "loadavg_start": round(load_start, 2), "loadavg_end": round(load(), 2), "torch": torch.__version__})
     print(json.dumps(out))
     return out

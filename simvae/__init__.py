@@ -18,13 +18,28 @@ __all__ = ["train_run", "evaluate_run", "load_run", "__version__"]
 # (named *_run so that the submodules simvae.train and simvae.evaluate do not shadow them)
 
 
-def train_run(config: dict, out: str | Path, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
-    """Train a run described by ``{"train": {...}, "method": {...}, "eval": {...}}`` into ``out``."""
-    from .run_config import build_run_config
-    from .run_config import load_run_config
-    from .train import train as _train
+def train_run(config: dict | None, out: str | Path, resume: bool = False, overwrite: bool = False,
+              progress: bool = True) -> dict:
+    """Train a run described by ``{"train": {...}, "method": {...}, "eval": {...}}`` into ``out`` and
+    return its training summary; the same rules as ``simvae train``: strict, typed options, a method
+    option refused for a method that does not take it, evaluator names checked before any work. With
+    ``resume``, ``config`` may hold only what ``--resume`` accepts (``train.epochs`` to extend, the
+    options that do not change the experiment, evaluation options); None continues as it was.
+    Raises SimvaeError (ConfigError, DataError, RunDirError, DivergenceError)."""
+    from .pipeline import check_evaluators
+    from .run_config import assemble_run_config
+    from .train import resume_run_config, train as _train
 
-    run = load_run_config(out) if resume else build_run_config(config)
+    if resume:
+        config = dict(config or {})
+        run, message = resume_run_config(out, config.get("train"), config.get("method"), config.get("eval"))
+        if run is None:
+            from .errors import RunDirError
+
+            raise RunDirError(message)
+    else:
+        run = assemble_run_config(config, where="config")
+    check_evaluators(run.eval)
     return _train(run, out, resume=resume, overwrite=overwrite, progress=progress)
 
 
@@ -34,7 +49,7 @@ def evaluate_run(run_dir: str | Path, quick: bool = False, quiet: bool = False, 
     (e.g. ``probe_max_epochs=50``); ``quick``: the quick preset for short runs."""
     from .pipeline import evaluate_and_report
 
-    return evaluate_and_report(run_dir, overrides=overrides, quick=quick, quiet=quiet)
+    return evaluate_and_report(run_dir, overrides=overrides, quick=True if quick else None, quiet=quiet)
 
 
 def load_run(run_dir: str | Path, device: str = "auto"):

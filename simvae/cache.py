@@ -34,6 +34,6 @@ def tensor_digest(*tensors: torch.Tensor, n_hex: int = 16) -> str:
 
 def save_atomic(obj, path: Path) -> None:
     """``torch.save`` to a temporary name, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    from .rundir import atomic_torch_save
+
+    atomic_torch_save(obj, path)

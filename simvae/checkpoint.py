@@ -18,20 +18,10 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError
+from .rundir import CHECKPOINT, atomic_torch_save  # noqa: F401 (the one atomic writer)
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = CHECKPOINT
 FORMAT_VERSION = 1
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def rng_state(generator: torch.Generator) -> dict:

@@ -39,7 +39,8 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_assignment=False)
 
     def check(self) -> None:
-        """Value rules beyond the types (raise ConfigError through ``require``)."""
+        """Rules that involve several values or a registry (raise ConfigError through ``require``); ranges
+        of single values are pydantic constraints on the field (``Field(ge=1)``)."""
 
     @model_validator(mode="after")
     def _check(self):
@@ -55,8 +56,15 @@ def _type_name(annotation: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(annotation))
     if annotation is type(None):
         return "null"
+    if origin is list:
+        inner = typing.get_args(annotation)
+        return "a list" + (f" of {_type_name(inner[0]).removeprefix('a ').removeprefix('an ')}s" if inner else "")
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
         annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+           "less_than": ("<", "lt")}
 
 
 def _one_line(error: ValidationError, cls: type[Config], where: str) -> str:
@@ -69,14 +77,24 @@ def _one_line(error: ValidationError, cls: type[Config], where: str) -> str:
         return f"unknown key {key!r} in {where}{suggest(key, cls.model_fields)}; valid keys: {', '.join(cls.model_fields)}"
     if kind == "finite_number":
         return f"'{key}' must be a finite number, got {value!r}"
+    bound = _BOUNDS.get(kind)
+    if bound is not None:  # Field(ge=..., gt=..., ...) constraints
+        op, name = bound
+        limit = e.get("ctx", {}).get(name)
+        return f"{key} must be {op} {limit:g}, got {value}" if isinstance(limit, (int, float)) else f"{key} must be {op} {limit}, got {value}"
+    # a value of the wrong type comes from a file or the Python API (command-line text is converted
+    # first, by from_text): say where, e.g. "'dataset' in config file F section 'train' must be a string"
+    if len(e["loc"]) > 1 and field is not None:  # an item of a list: name the list and the item
+        return (f"'{key}' in {where} must be {_type_name(field.annotation).removesuffix(' or null')}, got "
+                f"{value!r} as item {e['loc'][1]}")
     if kind == "literal_error" and field is not None:
         choices = [a for a in typing.get_args(field.annotation) if a is not None]
         flat = [c for a in choices for c in (typing.get_args(a) or (a,))]
-        return f"'{key}' must be {_type_name(field.annotation)}, got {value!r}{suggest(value, map(str, flat))}"
+        return f"'{key}' in {where} must be {_type_name(field.annotation)}, got {value!r}{suggest(value, map(str, flat))}"
     what = _type_name(field.annotation) if field is not None else e["msg"]
     if what.endswith(" or null"):
         what = what[: -len(" or null")]
-    return f"'{key}' must be {what}, got {value!r}"
+    return f"'{key}' in {where} must be {what}, got {value!r}"
 
 
 def parse_config(cls: type[T], values: Mapping[str, Any], where: str = "config") -> T:
@@ -106,6 +124,10 @@ def from_text(cls: type[Config], key: str, text: str) -> Any:
         return None
     if typing.get_origin(field.annotation) is list:  # a comma-separated list: --skip generation,style
         text = [part.strip() for part in text.split(",") if part.strip()]
+    literals = [a for u in (typing.get_args(field.annotation) or (field.annotation,)) if typing.get_origin(u) is typing.Literal
+                for a in typing.get_args(u)]
+    if literals and isinstance(text, str) and all(isinstance(a, int) and not isinstance(a, bool) for a in literals) and text.strip().lstrip("-").isdigit():
+        text = int(text)  # --image-size 32: an integer choice
     try:
         return TypeAdapter(field.annotation).validate_python(text, strict=False)
     except ValidationError as e:

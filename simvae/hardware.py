@@ -1,5 +1,5 @@
-"""The hardware a run uses: which device, and which floating-point precision the networks run
-in (bf16 autocast where the hardware has it natively).
+"""The hardware a run uses: which device, how many CPU threads, and which floating-point
+precision the networks run in (bf16 autocast where the hardware has it natively).
 
 bf16 halves the memory traffic of every matrix product, but only hardware with native bf16
 arithmetic gains from it: CUDA GPUs from Ampere on, and CPUs with AVX-512 BF16 or AMX.
@@ -10,17 +10,28 @@ a 2-core AVX2 host: 270 views/s in bf16 against 5,815 in fp32; one 2048x2048 bf1
 
 from __future__ import annotations
 
+import math
+import os
+import time
 import warnings
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that use it, so that ``openmp_wait_policy`` can run
+# before anything loads PyTorch's OpenMP runtime.
 
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu. Raises ConfigError for cuda where there is none."""
+    import torch
+
     from .errors import ConfigError
 
     if name == "auto":
@@ -50,6 +61,8 @@ def cpu_has_native_bf16() -> bool:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes in bf16 natively (not emulated)."""
+    import torch
+
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
@@ -70,6 +83,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def autocast(precision: str, device: torch.device):
     """The autocast context of a resolved precision (``fp32``: none)."""
+    import torch
+
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
@@ -86,8 +101,6 @@ def host_description() -> str:
                     break
     except OSError:
         pass
-    import os
-
     native = "native bf16 (" + ", ".join(f for f in NATIVE_BF16_CPU_FLAGS if f in cpu_flags()) + ")" \
         if cpu_has_native_bf16() else "no native bf16 (emulated)"
     return f"{model or 'unknown CPU'}, {os.cpu_count()} cores, {native}"
@@ -117,3 +130,191 @@ def provenance() -> dict:
         pass
     return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "simvae_version": __version__,
             "simvae_commit": commit, "host": host_description(), "cpu_native_bf16": cpu_has_native_bf16()}
+
+
+# -- CPU threads ------------------------------------------------------------------------------
+#
+# PyTorch runs its CPU kernels (and MKL's and oneDNN's) on an OpenMP team of intra-op threads:
+# each matrix product is split among the threads, and the product is done when the slowest
+# thread is. GNU libgomp, the OpenMP of PyTorch's Linux wheels, lets a thread that finished its
+# share spin for about 300,000 iterations before it sleeps. Alone on a machine that costs
+# nothing. Beside another busy process, the spinning thread holds a core that its partner, the
+# thread it waits for, needs to finish. On a 2-core host (Intel Xeon, AVX-512 BF16) whose cores
+# other jobs kept 1.5 busy, the demo's step (12 images x 10 views, bf16) ran at 190-210 views/s
+# on two spinning threads, 1,450 on two threads that sleep while they wait
+# (``OMP_WAIT_POLICY=PASSIVE``) and 1,100-1,400 on one thread; `simvae train` went from 136-255
+# views/s (two spinning threads) to 930-1,090 with the policy below
+# (benchmarks/concurrent_training.py). So simvae (1) asks OpenMP to wait passively, before
+# PyTorch is loaded (``openmp_wait_policy``), and (2) chooses one intra-op thread per core that
+# other processes leave free, re-measured while training (``configure_threads`` here,
+# ``ThreadTuner`` in ``simvae.train.callbacks``).
+
+WAIT_POLICY_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+"""Environment variables that set how OpenMP threads wait (GNU libgomp; Intel's KMP_BLOCKTIME)."""
+
+
+def openmp_wait_policy() -> str:
+    """Ask OpenMP threads to sleep, not spin, while they wait for work: sets
+    ``OMP_WAIT_POLICY=PASSIVE`` in this process's environment unless one of ``WAIT_POLICY_ENV``
+    is already set (the user's choice is kept) or PyTorch is already imported (the OpenMP runtime
+    reads the variable once, when PyTorch loads it: too late then, and nothing is changed).
+
+    Call it first thing in a program, before ``import torch``. Returns the policy in effect,
+    in words (``"passive"``, ``"OMP_WAIT_POLICY=ACTIVE (environment)"``, ...).
+    """
+    import sys
+
+    given = [f"{k}={os.environ[k]}" for k in WAIT_POLICY_ENV if k in os.environ]
+    if given:
+        return ", ".join(given) + " (environment)"
+    if "torch" in sys.modules:
+        return "spin, OpenMP's default (PyTorch was imported before simvae could ask for passive waiting)"
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return "passive"
+
+
+def wait_policy_in_effect() -> str:
+    """How this process's OpenMP threads wait, in words, as far as the environment tells."""
+    given = [f"{k}={os.environ[k]}" for k in WAIT_POLICY_ENV if k in os.environ]
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" and len(given) == 1:
+        return "passive wait"
+    return ", ".join(given) if given else "spin-wait (OpenMP default)"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (``os.sched_getaffinity``), capped
+    by a cgroup v2 CPU quota (``/sys/fs/cgroup/cpu.max``, rounded up). At least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def _cpus_of_this_process() -> set[str] | None:
+    try:
+        return {f"cpu{c}" for c in os.sched_getaffinity(0)}
+    except (AttributeError, OSError):
+        return None
+
+
+class CpuLoad:
+    """How many cores OTHER processes kept busy, measured between calls of ``others()``.
+
+    Reads the busy time of this process's CPUs (its affinity) from ``/proc/stat`` (user, nice,
+    system, irq, softirq and steal: time the hypervisor gave to others counts as busy) and
+    subtracts this process's own CPU time (all its threads, spinning ones too). Linux only:
+    elsewhere ``others()`` returns None.
+    """
+
+    def __init__(self):
+        self.cpus = _cpus_of_this_process()
+        self._last = self._read()
+
+    def _read(self) -> tuple[float, float, float] | None:
+        try:
+            busy = 0
+            with open(PROC_STAT) as fh:
+                for line in fh:
+                    if not line.startswith("cpu"):
+                        break
+                    name, *f = line.split()
+                    if name == "cpu" or (self.cpus is not None and name not in self.cpus):
+                        continue
+                    f = [int(x) for x in f]
+                    busy += sum(f[:3]) + sum(f[5:8])
+        except (OSError, ValueError):
+            return None
+        return time.monotonic(), busy / _CLK_TCK, time.process_time()
+
+    def seconds(self) -> float:
+        """Seconds since the last measurement (0 where /proc/stat is unreadable)."""
+        return time.monotonic() - self._last[0] if self._last else 0.0
+
+    def others(self) -> float | None:
+        """Cores busy with other processes since the last call (or since this object was
+        made), averaged over that time; None where /proc/stat cannot be read."""
+        new = self._read()
+        old, self._last = self._last, new
+        if old is None or new is None or new[0] - old[0] <= 0:
+            return None
+        return max(0.0, ((new[1] - old[1]) - (new[2] - old[2])) / (new[0] - old[0]))
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+PROC_STAT = "/proc/stat"
+
+
+def threads_for(cores: int, others_busy: float) -> int:
+    """Intra-op threads for ``cores`` usable cores of which other processes keep ``others_busy``
+    (in cores) busy: one per core they leave free, a core counting as free while they use less
+    than half of it; at least 1, at most ``cores``."""
+    return max(1, min(cores, math.floor(cores - others_busy + 0.5)))
+
+
+@dataclass
+class ThreadChoice:
+    """The intra-op thread count a run uses and why.
+
+    ``threads``: the count set (``torch.get_num_threads()``); ``reason``: why, in words (for the
+    start-up line and ``train_summary.json``); ``adaptive``: True when nobody asked for a count,
+    so that ``ThreadTuner`` revises it while training as other processes come and go; ``cores``:
+    the usable cores; ``load``: the measurement of other processes' CPU use that goes on from
+    here (None when not adaptive); ``changes``: [step, threads] of each revision while training."""
+
+    threads: int
+    reason: str
+    adaptive: bool
+    cores: int
+    load: CpuLoad | None = None
+    changes: list[list[int]] = field(default_factory=list)
+
+    def set(self, threads: int, reason: str) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        self.threads, self.reason = threads, reason
+
+
+def configure_threads(requested: int | None = None, sample_s: float = 0.2) -> ThreadChoice:
+    """Choose and set the intra-op thread count of a run, and say why.
+
+    ``requested`` (``--threads N``) is used as given; so is ``OMP_NUM_THREADS`` from the
+    environment (PyTorch already applied it). Otherwise: one thread per usable core that other
+    processes leave free (``threads_for``), measured over ``sample_s`` seconds now, and revised
+    during training by ``simvae.train.callbacks.ThreadTuner`` (the returned choice is adaptive).
+    The reason names the wait policy too (see ``openmp_wait_policy``). Raises ValueError for a
+    requested count below 1.
+    """
+    import torch
+
+    wait = wait_policy_in_effect()
+    cores = usable_cores()
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"threads must be >= 1, got {requested}")
+        torch.set_num_threads(requested)
+        return ThreadChoice(requested, f"--threads {requested}; {wait}", False, cores)
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return ThreadChoice(torch.get_num_threads(), f"OMP_NUM_THREADS={env}; {wait}", False, cores)
+    load = CpuLoad()
+    if sample_s > 0 and load._last is not None:
+        time.sleep(sample_s)
+    others = load.others()
+    if others is None:
+        threads, why = cores, f"one per usable core ({cores}; the load of other processes is not measurable here)"
+    else:
+        threads = threads_for(cores, others)
+        why = (f"{cores} usable cores, {others:.1f} busy with other processes" if others >= 0.05
+               else f"one per usable core ({cores}), none busy with other processes")
+    choice = ThreadChoice(threads, "", others is not None, cores, load if others is not None else None)
+    choice.set(threads, f"{why}; {wait}" + ("; revised while training" if choice.adaptive else ""))
+    return choice

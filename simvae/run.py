@@ -10,13 +10,14 @@ import torch
 
 from .augment import to_float
 from .checkpoint import CHECKPOINT_NAME, is_finished, load_checkpoint, load_model_state
-from .data import ImageData, load_dataset
+from .data import AugmentSpec, ImageData, dataset
 from .methods import Method, ModelSpec, build_method
 from .nets import build_decoder, use_fast_layout
 from .hardware import resolve_device
-from .run_config import RunConfig, load_run_config, model_spec
+from .rundir import CHECKPOINT as _CKPT, DECODER, atomic_torch_save
+from .run_config import RunConfig, load_data, load_run_config, model_spec
 
-DECODER_NAME = "decoder.pt"
+DECODER_NAME = DECODER
 
 
 @dataclass
@@ -40,9 +41,14 @@ class Run:
     @property
     def data(self) -> ImageData:
         if self._data is None:
-            tc = self.config.train
-            self._data = load_dataset(tc.dataset, tc.data_dir, tc.binarize, download=tc.download)
+            self._data = load_data(self.config.train)
         return self._data
+
+    @property
+    def augment_spec(self) -> AugmentSpec:
+        """The data set's own augmentation (paper Table 2; the preset's, even for a run trained with
+        ``--augment none``): what style retrieval and the augmentation figure apply."""
+        return dataset(self.config.train.dataset).preset_for(self.data.image_shape).augment
 
     def _batches(self, images: torch.Tensor, fn, batch_size: int = 4096) -> torch.Tensor:
         out = []
@@ -59,6 +65,31 @@ class Run:
 
         images: uint8 [n, C, H, W] in [0, 255] or float in [0, 1]."""
         return self._batches(images, self.method.encode, batch_size)
+
+    def embed(self, images: torch.Tensor, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(means, variances) of un-augmented images, float32 [n, d] on the CPU: for the generative
+        methods the mean and variance of q(z|x) (``method.posterior``), for the others the encoder's
+        output and None.
+
+        images: uint8 [n, C, H, W] in [0, 255] or float in [0, 1]; images of another size than the
+        run's are resized (bilinear, antialiased). Raises DataError when C is not the run's."""
+        from .errors import DataError
+
+        c, h, w = self.method.spec.image_shape
+        if images.ndim != 4 or images.shape[1] != c:
+            got = f"{images.shape[1]} channels" if images.ndim == 4 else f"shape {tuple(images.shape)}"
+            raise DataError(f"these images have {got}; the run {self.path} takes [n, {c}, H, W] "
+                            f"({'grey' if c == 1 else 'colour'}) images")
+        if tuple(images.shape[-2:]) != (h, w):
+            images = images if images.dtype != torch.uint8 else to_float(images)
+            images = torch.nn.functional.interpolate(images.float(), size=(h, w), mode="bilinear", antialias=True,
+                                                     align_corners=False).clamp(0, 1)
+        posterior = getattr(self.method, "posterior", None)
+        if not self.method.generative or posterior is None:
+            return self.encode(images, batch_size), None
+        out = self._batches(images, lambda x: torch.cat(posterior(x), dim=1), batch_size)
+        mean, logvar = out.chunk(2, dim=1)
+        return mean.contiguous(), logvar.exp()
 
     def reconstruct(self, images: torch.Tensor, batch_size: int = 4096) -> torch.Tensor | None:
         """Decoded representations of images (uint8 or float [n, C, H, W]) -> float [n, C, H, W] in
@@ -86,12 +117,9 @@ class Run:
 def save_decoder(decoder: torch.nn.Module, path: str | Path) -> None:
     """A post-hoc decoder's weights (plain tensors) and how it was fitted (validation MSE, epochs),
     written atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"state": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
-                "val_mse": float(getattr(decoder, "val_mse", float("nan"))), "epochs": int(getattr(decoder, "epochs", 0)),
-                "max_epochs": int(getattr(decoder, "max_epochs", 0))}, tmp)
-    tmp.replace(path)
+    atomic_torch_save({"state": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
+                       "val_mse": float(getattr(decoder, "val_mse", float("nan"))), "epochs": int(getattr(decoder, "epochs", 0)),
+                       "max_epochs": int(getattr(decoder, "max_epochs", 0))}, path)
 
 
 def load_decoder(path: str | Path, spec: ModelSpec, device="cpu") -> torch.nn.Module:
@@ -114,8 +142,7 @@ def load_run(path: str | Path, device: str = "auto", data: ImageData | None = No
     dev = resolve_device(device)
     ckpt = load_checkpoint(path / CHECKPOINT_NAME, map_location=dev)
     if data is None:
-        tc = cfg.train
-        data = load_dataset(tc.dataset, tc.data_dir, tc.binarize, download=tc.download)
+        data = load_data(cfg.train)
     method = build_method(cfg.train.method, model_spec(cfg, data.image_shape), cfg.to_dict()["method"])
     load_model_state(method, ckpt["model"], cfg.train.method, ckpt.get("method"), path / CHECKPOINT_NAME)
     use_fast_layout(method.to(dev), method.spec.network, dev).eval()

@@ -12,7 +12,7 @@ import torch
 from conftest import REPO, cli_env
 from simvae.data import Target
 from simvae.evaluate import EVALUATORS, METRICS, evaluate_targets
-from simvae.evaluate.registry import Metric, format_value, metric, register_evaluator, register_metric
+from simvae.evaluate.registry import format_value, metric
 from simvae.run_config import EvalConfig, build_run_config
 
 
@@ -28,17 +28,22 @@ def restored_registries():
     METRICS.update(saved_metrics)
 
 
-def test_a_new_metric_on_a_new_target_is_a_registry_line(restored_registries):
-    """A toy evaluator (the fraction of test images whose nearest training mean is their own) on a
-    style target: no existing file changes; its metric is named, labelled and formatted."""
-    def nearest_mean(ctx, target, log):
-        y = target.train
-        means = torch.stack([ctx.train_x[y == c].mean(0) for c in range(target.n_classes)])
-        pred = torch.cdist(ctx.test_x, means).argmin(1)
-        return {"nearest_mean_acc": float((pred == target.test).float().mean())}
+def test_a_new_evaluator_is_one_file_plus_one_import(restored_registries):
+    """A toy evaluator (tests/toy_evaluator.py: one decorated function with its metric) on a style
+    target: importing its file registers it; --skip knows it; it runs on the targets it applies to;
+    its metric is named, labelled and formatted. No existing file changes."""
+    import importlib
+    import sys
 
-    register_metric(Metric("nearest_mean_acc", "nearest class mean"))
-    register_evaluator("nearest_mean", nearest_mean, applies_to=lambda t: t.role == "style")
+    from simvae.errors import ConfigError
+    from simvae.evaluate import check_evaluator_names, evaluator_names
+
+    sys.modules.pop("toy_evaluator", None)
+    with pytest.raises(ConfigError, match="unknown evaluator 'nearest_mean'"):
+        check_evaluator_names(["nearest_mean"])
+    importlib.import_module("toy_evaluator")  # the one import line
+    assert "nearest_mean" in evaluator_names()
+    check_evaluator_names(["nearest_mean"])  # --skip nearest_mean is accepted now
     g = torch.Generator().manual_seed(0)
     train_style = torch.randint(0, 2, (300,), generator=g)
     test_style = torch.randint(0, 2, (100,), generator=g)
@@ -53,6 +58,8 @@ def test_a_new_metric_on_a_new_target_is_a_registry_line(restored_registries):
     assert "style/shift/knn_acc" in m and "knn_acc" in m
     assert metric("style/shift/nearest_mean_acc").label == "nearest class mean (style/shift)"
     assert format_value("style/shift/nearest_mean_acc", 0.9123) == "91.2"
+    assert "style/shift/nearest_mean_acc" not in evaluate_targets(train_x, test_x, [content, style], cfg,
+                                                                  skip=("gmm", "probes", "nearest_mean"))
 
 
 def test_missing_labels_leave_only_their_target():
@@ -143,3 +150,38 @@ def test_latent_map_draws_every_class(tmp_path):
     assert img.size[0] > 200 and img.size[1] > 200
     colours = {tuple(p) for p in __import__("numpy").asarray(img.convert("RGB")).reshape(-1, 3).tolist()}
     assert len(colours) > 4  # more than background and axes: the coloured classes
+
+
+def test_a_new_data_set_is_one_file_plus_one_import(tmp_path):
+    """tests/toy_dataset.py registers a data set with its preset; importing it is all it takes to
+    train on it, and its preset (not another data set's) decides the networks."""
+    import importlib
+
+    from simvae.data import DATASETS, DatasetSpec, register_dataset
+    from simvae.errors import ConfigError
+    from simvae.run_config import model_spec
+    from simvae.train import train
+
+    with pytest.raises(ConfigError, match="unknown data set 'toy-bars'"):
+        build_run_config({"train": {"dataset": "toy-bars"}})
+    importlib.import_module("toy_dataset")  # the one import line
+    try:
+        run = build_run_config({"train": {"dataset": "toy-bars", "device": "cpu", "batch_size": 16, "epochs": 1},
+                                "method": {"n_views": 2}})
+        assert model_spec(run, (1, 16, 16)).latent_dim == 4
+        summary = train(run, tmp_path / "run", progress=False)
+        assert summary["finished"] and summary["train_images"] == 96
+        with pytest.raises(TypeError, match="has no preset"):
+            register_dataset(DatasetSpec("no-preset", lambda **kw: None, None))
+        assert "no-preset" not in DATASETS
+    finally:
+        DATASETS.pop("toy-bars", None)
+
+
+def test_the_readme_lists_every_run_folder_file():
+    """The run-folder table of the README is the one in simvae/rundir.py (one place)."""
+    from simvae.rundir import RUN_FILES, RUN_FOLDERS
+
+    readme = (REPO / "README.md").read_text()
+    for name in [*RUN_FILES, *(f"{n}/" for n in RUN_FOLDERS)]:
+        assert f"| `{name}` |" in readme, name

@@ -15,7 +15,7 @@ from conftest import TINY_EVAL_ARGS, run_cli
 from simvae.data import DATASETS, load_dataset
 from simvae.data import celeba
 from simvae.errors import ConfigError, DataError
-from simvae.presets import preset
+from simvae.data import preset
 
 # CelebA's 40 attributes in file order, with their published positive rates (whole data set):
 # the tiny files below use these rates on their training partition.

@@ -99,7 +99,7 @@ def test_labels_out_of_range_are_refused(tmp_path):
 
 def test_conv_simvae_trains_and_evaluates_on_cifar(tmp_path):
     """Train end to end: the conv nets of Table 4 (latent 64), colour augmentation, eval on the class."""
-    from simvae.evaluate import evaluate_run
+    from simvae import evaluate_run
     from simvae.run_config import build_run_config
     from simvae.train import train
 

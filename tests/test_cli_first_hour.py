@@ -45,7 +45,9 @@ def _option_blocks(help_text: str) -> dict[str, str]:
 # -- 1. --version --------------------------------------------------------------------------------
 
 def test_version(capsys):
-    expected = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert "version" in project["dynamic"] and "version" not in project  # one place: simvae/_version.py
+    expected = re.search(r'__version__ = "(.+)"', (REPO / "simvae" / "_version.py").read_text()).group(1)
     out = _exit_output(capsys, ["--version"])
     assert out == f"simvae {expected}\n"
     assert re.fullmatch(r"simvae \d+\.\d+\.\d+\n", out)

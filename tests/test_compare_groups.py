@@ -53,14 +53,14 @@ def test_different_experiments_are_separate_rows_labelled_by_what_differs(tmp_pa
     paths = compare_runs([a, b], tmp_path / "cmp")
     assert paths == [tmp_path / "cmp" / "comparison.md", tmp_path / "cmp" / "comparison.csv"]  # no checkpoint: no figure
     md = paths[0].read_text()
-    assert "| simvae (epochs=2, train_subset=None) | 1 | 76.0 |" in md, md
-    assert "| simvae (epochs=1, train_subset=3000) | 1 | 67.0 |" in md, md
+    assert "| simvae (ep=2, sub=all) | 1 | 76.0 |" in md, md
+    assert "| simvae (ep=1, sub=3k)† | 1 | 67.0 |" in md, md
     assert not any("±" in line for line in md.splitlines() if line.startswith("| simvae")), md  # nothing averaged
-    assert "Note: Rows of simvae differ in epochs, train_subset;" in md, md
+    assert "Note: Rows of simvae differ in epochs (ep), train_subset (sub);" in md, md
     assert "Note: No reconstruction figure: no run has a checkpoint.pt" in md, md
     rows = list(csv.DictReader(paths[1].open()))
     assert [(r["method"], r["n_runs"], r["label"]) for r in rows] == [
-        ("simvae", "1", "simvae (epochs=2, train_subset=None)"), ("simvae", "1", "simvae (epochs=1, train_subset=3000)")]
+        ("simvae", "1", "simvae (ep=2, sub=all)"), ("simvae", "1", "simvae (ep=1, sub=3k)")]
 
 
 def test_seeds_and_incidental_keys_are_averaged(tmp_path):
@@ -89,7 +89,7 @@ def test_method_and_evaluation_settings_split_rows(tmp_path, section):
         kw = [{"eval_": {"knn_max_k": 15}, "eval_in_metrics": False}, {"eval_": {"knn_max_k": 3}, "eval_in_metrics": False}]
     a, b = (write_run(tmp_path / f"r{i}", 0.7, **k) for i, k in enumerate(kw))
     labels = list(read_runs([a, b]))
-    key = "n_views" if section == "method" else "knn_max_k"
+    key = "J" if section == "method" else "knn_max_k"  # n_views is the paper's J
     assert labels == [f"simvae ({key}={10 if section == 'method' else 15})", f"simvae ({key}={2 if section == 'method' else 3})"]
 
 
@@ -115,7 +115,7 @@ def test_an_earlier_comparison_is_not_overwritten(tmp_path):
     assert "\n" not in msg and str(out) in msg and "--overwrite" in msg and "--out" in msg, msg
     assert (out / "comparison.md").read_text() == before
     compare_runs([a, b], out, overwrite=True)
-    assert "epochs=9" in (out / "comparison.md").read_text()
+    assert "ep=9" in (out / "comparison.md").read_text()
 
 
 def test_figure_shows_runs_with_a_checkpoint_and_notes_the_rest(tmp_path, monkeypatch):
@@ -134,9 +134,9 @@ def test_figure_shows_runs_with_a_checkpoint_and_notes_the_rest(tmp_path, monkey
     c = write_run(tmp_path / "c", 0.6, {"epochs": 1})  # its own row, no checkpoint
     paths = compare_runs([a, b, c], tmp_path / "cmp")
     assert paths[-1] == tmp_path / "cmp" / "reconstructions.png"
-    assert shown == {"simvae (epochs=2)": str(b)}
+    assert shown == {"simvae (ep=2)": str(b)}
     md = paths[0].read_text()
-    assert f"Note: Reconstruction figure: simvae (epochs=1) left out (no checkpoint.pt, config.json and decoder in {c};" in md, md
+    assert f"Note: Reconstruction figure: simvae (ep=1) left out (no checkpoint.pt, config.json and decoder in {c};" in md, md
 
 
 def test_a_folder_given_twice_is_refused(tmp_path):
@@ -148,5 +148,4 @@ def test_a_folder_given_twice_is_refused(tmp_path):
 def test_labels_list_the_differing_keys_in_config_order(tmp_path):
     a = write_run(tmp_path / "a", 0.7, {"train_subset": 500, "binarize": True})
     b = write_run(tmp_path / "b", 0.7, {"train_subset": None, "binarize": False})
-    assert list(read_runs([a, b])) == ["simvae (train_subset=500, binarize=True)",
-                                       "simvae (train_subset=None, binarize=False)"]
+    assert list(read_runs([a, b])) == ["simvae (sub=500, bin=on)", "simvae (sub=all, bin=off)"]

@@ -1,5 +1,5 @@
 """`simvae compare` with targets beyond the class: style/hair-colour columns with standard errors,
-the chance note, and the content-vs-style and per-target gain figures (issues #11 item 5, #12)."""
+the chance note, and the content-vs-style and per-target gain figures."""
 
 import csv
 import json

@@ -12,11 +12,11 @@ from simvae.run_config import TrainConfig, build_run_config
 
 
 @pytest.mark.parametrize("train, message", [
-    ({"epochs": "1"}, "'epochs' must be an integer, got '1'"),
-    ({"bf16": "no"}, "'bf16' must be true or false, got 'no'"),
-    ({"epochs": 2.0}, "'epochs' must be an integer, got 2.0"),
-    ({"download": 1}, "'download' must be true or false, got 1"),
-    ({"lr": "1e-3"}, "'lr' must be a number, got '1e-3'"),
+    ({"epochs": "1"}, "'epochs' in config section 'train' must be an integer, got '1'"),
+    ({"bf16": "no"}, "'bf16' in config section 'train' must be true or false, got 'no'"),
+    ({"epochs": 2.0}, "'epochs' in config section 'train' must be an integer, got 2.0"),
+    ({"download": 1}, "'download' in config section 'train' must be true or false, got 1"),
+    ({"lr": "1e-3"}, "'lr' in config section 'train' must be a number, got '1e-3'"),
 ])
 def test_json_values_of_the_wrong_type_are_refused_not_converted(train, message):
     with pytest.raises(ConfigError) as e:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-import simvae.data.datasets as datasets
+import simvae.data.mnist as datasets
 from conftest import IDX_STEMS, make_tiny_images, write_tiny_idx
 from simvae.data import ImageData, load_dataset
 from simvae.data.checks import check_labels

@@ -14,7 +14,8 @@ import torch
 
 from conftest import tiny_train_config
 from simvae.checkpoint import load_checkpoint
-from simvae.evaluate import evaluate_representations, evaluate_run
+from simvae import evaluate_run
+from simvae.evaluate import evaluate_representations
 from simvae.run_config import EvalConfig, build_run_config
 from simvae.train import train
 

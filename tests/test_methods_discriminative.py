@@ -11,13 +11,13 @@ from simvae.evaluate.decoder_fit import fit_decoder
 from simvae.run import load_decoder, save_decoder
 from simvae.methods import METHODS, Batch, ModelSpec, build_method
 
-SPEC = ModelSpec((1, 8, 8), 4)
+SHAPE = ModelSpec((1, 8, 8), 4)
 DISCRIMINATIVE = ["random", "simclr", "moco", "mocov2", "vicreg"]
 
 
 def tiny_batch(b, j, seed=0):
     g = torch.Generator().manual_seed(seed)
-    views = torch.rand(b, j, *SPEC.image_shape, generator=g)
+    views = torch.rand(b, j, *SHAPE.image_shape, generator=g)
     return Batch(views[:, 0].clone(), views, lambda per_image, dim: torch.randn(b * per_image, dim))
 
 
@@ -29,7 +29,7 @@ def test_registered():
 @pytest.mark.parametrize("name", DISCRIMINATIVE)
 def test_forward_backward_and_encode(name):
     torch.manual_seed(0)
-    m = build_method(name, SPEC, {})
+    m = build_method(name, SHAPE, {})
     out = m(tiny_batch(6, m.n_views))
     assert out["loss"].ndim == 0 and all(torch.isfinite(v) for v in out.values())
     out["loss"].backward()
@@ -40,9 +40,9 @@ def test_forward_backward_and_encode(name):
     else:
         assert all(torch.count_nonzero(p.grad) > 0 for p in m.encoder.parameters())
     m.after_step()
-    x = torch.rand(5, *SPEC.image_shape)
+    x = torch.rand(5, *SHAPE.image_shape)
     z = m.encode(x)
-    assert z.shape == (5, SPEC.latent_dim) and not z.requires_grad
+    assert z.shape == (5, SHAPE.latent_dim) and not z.requires_grad
     assert m.training  # encode switches to eval mode and back
     assert torch.equal(z, m.encoder.eval()(x).detach())
     assert m.reconstruct(x) is None
@@ -50,9 +50,9 @@ def test_forward_backward_and_encode(name):
 
 def test_encode_uses_eval_mode():
     """With BatchNorm in the encoder (the conv nets have it), encode uses running statistics."""
-    m = build_method("simclr", SPEC, {})
+    m = build_method("simclr", SHAPE, {})
     m.encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4), torch.nn.BatchNorm1d(4))
-    x = torch.rand(5, *SPEC.image_shape)
+    x = torch.rand(5, *SHAPE.image_shape)
     stats = m.encoder[2].running_mean.clone()
     z = m.encode(x)
     assert m.encoder.training and torch.equal(m.encoder[2].running_mean, stats)
@@ -61,26 +61,26 @@ def test_encode_uses_eval_mode():
 
 def test_simclr_and_vicreg_take_j_views():
     for name in ("simclr", "vicreg"):
-        m = build_method(name, SPEC, {"n_views": 3})
+        m = build_method(name, SHAPE, {"n_views": 3})
         assert m.n_views == 3
         assert torch.isfinite(m(tiny_batch(5, 3))["loss"])
         with pytest.raises(ConfigError):
-            build_method(name, SPEC, {"n_views": 1})
+            build_method(name, SHAPE, {"n_views": 1})
 
 
 def test_defaults_follow_the_paper():
-    assert build_method("simclr", SPEC, {}).cfg.temperature == 0.7
-    v = build_method("vicreg", SPEC, {}).cfg
+    assert build_method("simclr", SHAPE, {}).cfg.temperature == 0.7
+    v = build_method("vicreg", SHAPE, {}).cfg
     assert (v.invariance_weight, v.variance_weight, v.covariance_weight) == (25.0, 25.0, 1.0)
-    assert build_method("random", SPEC, {}).n_views == 1
+    assert build_method("random", SHAPE, {}).n_views == 1
     with pytest.raises(ConfigError):
-        build_method("simclr", SPEC, {"temperature": -1})
+        build_method("simclr", SHAPE, {"temperature": -1})
     with pytest.raises(ConfigError):
-        build_method("random", SPEC, {"temperature": 0.5})
+        build_method("random", SHAPE, {"temperature": 0.5})
 
 
 def test_vicreg_expander_batch_norm_sees_one_view_at_a_time():
-    m = build_method("vicreg", SPEC, {})
+    m = build_method("vicreg", SHAPE, {})
     batch = tiny_batch(6, 2)
     seen = []
     m.expander[1].register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
@@ -90,7 +90,7 @@ def test_vicreg_expander_batch_norm_sees_one_view_at_a_time():
 
 def test_random_encoder_is_left_untouched_by_the_loop():
     torch.manual_seed(0)
-    m = build_method("random", SPEC, {})
+    m = build_method("random", SHAPE, {})
     before = {k: v.clone() for k, v in m.state_dict().items()}
     opt = torch.optim.Adam(m.trainable_parameters(), lr=1e-3)
     for _ in range(2):
@@ -101,7 +101,7 @@ def test_random_encoder_is_left_untouched_by_the_loop():
 
 
 def test_training_loop_end_to_end(tmp_path):
-    from simvae.data.datasets import ImageData
+    from simvae.data import ImageData
     from simvae.run_config import build_run_config
     from simvae.train import train
 
@@ -133,22 +133,22 @@ def test_training_loop_end_to_end(tmp_path):
 
 def test_posthoc_decoder_fit_save_load(tmp_path):
     torch.manual_seed(0)
-    m = build_method("simclr", SPEC, {})
+    m = build_method("simclr", SHAPE, {})
     g = torch.Generator().manual_seed(1)
-    images = torch.randint(0, 256, (24, *SPEC.image_shape), dtype=torch.uint8, generator=g)
-    dec = fit_decoder(m.encode, images, SPEC, "cpu", seed=0, lr=1e-3, batch_size=16, max_epochs=2,
+    images = torch.randint(0, 256, (24, *SHAPE.image_shape), dtype=torch.uint8, generator=g)
+    dec = fit_decoder(m.encode, images, SHAPE, "cpu", seed=0, lr=1e-3, batch_size=16, max_epochs=2,
                       patience=2, progress=False)
-    again = fit_decoder(m.encode, images, SPEC, "cpu", seed=0, lr=1e-3, batch_size=16, max_epochs=2,
+    again = fit_decoder(m.encode, images, SHAPE, "cpu", seed=0, lr=1e-3, batch_size=16, max_epochs=2,
                         patience=2, progress=False)
     z = m.encode(images.float() / 255)
     assert torch.equal(dec(z), again(z))  # seeded
     assert not dec.training and dec.val_mse < ((images.float() / 255 - 0.0) ** 2).mean()
     m.attach_decoder(dec)
     rec = m.reconstruct(images[:3].float() / 255)
-    assert rec.shape == (3, *SPEC.image_shape) and rec.min() >= 0 and rec.max() <= 1
+    assert rec.shape == (3, *SHAPE.image_shape) and rec.min() >= 0 and rec.max() <= 1
     assert not any(k.startswith("posthoc") for k in m.state_dict())  # checkpoints are unchanged
     save_decoder(dec, tmp_path / "decoder.pt")
-    loaded = load_decoder(tmp_path / "decoder.pt", SPEC)
+    loaded = load_decoder(tmp_path / "decoder.pt", SHAPE)
     assert torch.equal(loaded(z), dec(z))
 
 
@@ -166,8 +166,8 @@ def test_posthoc_decoder_keeps_the_best_epoch(monkeypatch):
         return next(scores)
 
     monkeypatch.setattr(df, "_mse", fake_mse)
-    images = torch.randint(0, 256, (10, *SPEC.image_shape), dtype=torch.uint8)
-    dec = df.fit_decoder(lambda x: x.flatten(1)[:, :SPEC.latent_dim], images, SPEC, "cpu", lr=1e-3,
+    images = torch.randint(0, 256, (10, *SHAPE.image_shape), dtype=torch.uint8)
+    dec = df.fit_decoder(lambda x: x.flatten(1)[:, :SHAPE.latent_dim], images, SHAPE, "cpu", lr=1e-3,
                          batch_size=16, max_epochs=10, patience=3, progress=False)
     assert len(snapshots) == 5  # stopped 3 epochs after the best (epoch 2)
     assert all(torch.equal(v, snapshots[1][k]) for k, v in dec.state_dict().items())
@@ -226,8 +226,8 @@ def test_posthoc_decoder_precision_follows_the_run_where_native(tmp_path, monkey
     monkeypatch.setattr(df, "fit_decoder", fake_fit)
     monkeypatch.setattr("simvae.run.save_decoder", lambda decoder, path: None)
     cfg = build_run_config({"train": {"method": "simclr", "precision": train_precision, "device": "cpu"}})
-    method = build_method("simclr", SPEC, {})
-    images = torch.zeros(4, *SPEC.image_shape, dtype=torch.uint8)
+    method = build_method("simclr", SHAPE, {})
+    images = torch.zeros(4, *SHAPE.image_shape, dtype=torch.uint8)
     data = SimpleNamespace(subset_train=lambda n: SimpleNamespace(train_images=images))
     run = SimpleNamespace(path=tmp_path, method=method, config=cfg, device=torch.device("cpu"), data=data)
     df.ensure_decoder(run, log=lambda m: None)

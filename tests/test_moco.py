@@ -7,7 +7,7 @@ from torch import nn
 from simvae.methods import Batch, ModelSpec, build_method
 from simvae.methods.moco import fifo_enqueue, momentum_update
 
-SPEC = ModelSpec((1, 6, 6), 4)
+SHAPE = ModelSpec((1, 6, 6), 4)
 
 
 def keys(*values):
@@ -46,16 +46,16 @@ def test_momentum_update_formula_exactly():
 
 def batch_of(b, j=2, seed=0):
     g = torch.Generator().manual_seed(seed)
-    views = torch.rand(b, j, *SPEC.image_shape, generator=g)
+    views = torch.rand(b, j, *SHAPE.image_shape, generator=g)
     return Batch(views[:, 0], views, lambda per_image, dim: torch.randn(b * per_image, dim))
 
 
 @pytest.mark.parametrize("name, temperature, head", [("moco", 0.7, False), ("mocov2", 0.2, True)])
 def test_defaults_and_heads(name, temperature, head):
-    m = build_method(name, SPEC, {})
+    m = build_method(name, SHAPE, {})
     assert m.cfg.temperature == temperature and m.n_views == 2
     assert isinstance(m.head, nn.Identity) != head
-    assert m.queue.shape == (4096, 128 if head else SPEC.latent_dim)
+    assert m.queue.shape == (4096, 128 if head else SHAPE.latent_dim)
     assert torch.allclose(m.queue.norm(dim=1), torch.ones(4096))
     for pk, pq in zip(m.key_encoder.parameters(), m.encoder.parameters()):
         assert torch.equal(pk, pq) and not pk.requires_grad
@@ -65,7 +65,7 @@ def test_defaults_and_heads(name, temperature, head):
 @pytest.mark.parametrize("name", ["moco", "mocov2"])
 def test_step_enqueues_keys_and_moves_the_key_encoder(name):
     torch.manual_seed(0)
-    m = build_method(name, SPEC, {"queue_size": 6, "momentum": 0.5})
+    m = build_method(name, SHAPE, {"queue_size": 6, "momentum": 0.5})
     opt = torch.optim.SGD(m.trainable_parameters(), lr=0.5)
     batch = batch_of(4)
     queue0 = m.queue.clone()
@@ -94,7 +94,7 @@ def test_step_enqueues_keys_and_moves_the_key_encoder(name):
 
 
 def test_eval_forward_does_not_enqueue():
-    m = build_method("moco", SPEC, {"queue_size": 8}).eval()
+    m = build_method("moco", SHAPE, {"queue_size": 8}).eval()
     queue0 = m.queue.clone()
     with torch.no_grad():
         m(batch_of(4))
@@ -104,7 +104,7 @@ def test_eval_forward_does_not_enqueue():
 
 def test_loss_uses_the_queue_as_negatives():
     torch.manual_seed(0)
-    m = build_method("moco", SPEC, {"queue_size": 8})
+    m = build_method("moco", SHAPE, {"queue_size": 8})
     batch = batch_of(4)
     with torch.no_grad():
         base = m(batch)["loss"].item()
@@ -118,6 +118,6 @@ def test_config_validation():
 
     for bad in ({"temperature": 0}, {"momentum": 1.5}, {"queue_size": 0}, {"head_hidden": 8}):
         with pytest.raises(ConfigError):
-            build_method("moco", SPEC, bad)
+            build_method("moco", SHAPE, bad)
     with pytest.raises(ConfigError):
-        build_method("mocov2", SPEC, {"head_out": 0})
+        build_method("mocov2", SHAPE, {"head_out": 0})

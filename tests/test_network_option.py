@@ -1,4 +1,4 @@
-"""--network mlp|conv for any method and data set (issue #11 item 4)."""
+"""--network mlp|conv for any method and data set."""
 
 import pytest
 

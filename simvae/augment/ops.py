@@ -107,7 +107,7 @@ class Pipeline:
 
 
 def pipeline_for(spec: AugmentSpec, binarize: bool = False) -> Pipeline:
-    """The pipeline of a data set's augmentation spec (paper Table 2, SPEC §4)."""
+    """The pipeline of a data set's augmentation spec (paper Table 2)."""
     ops: list = [CropFlip(spec.crop_scale, spec.crop_ratio, spec.vflip_p)]
     if spec.jitter_p > 0:
         ops.append(ColourJitter(spec.jitter_strength, spec.jitter_hue, spec.jitter_p))

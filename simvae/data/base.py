@@ -38,6 +38,7 @@ class ImageData:
     classes: list[str]
     source: str = ""
     binarized: bool = False  # images thresholded at 0.5 (MNIST): training views are thresholded too
+    has_labels: bool = True  # False for image folders without class folders: labels are all 0, no evaluation
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

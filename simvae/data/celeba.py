@@ -12,12 +12,14 @@ Training images are partitions 0 and 1 (simvae holds its own validation split ou
 test images partition 2. Each image is centre-cropped to 148 x 148 (the standard crop of the
 178 x 218 aligned image: 15 pixels off the left and right, 35 off the top and bottom) and
 resized to 64 x 64 with Pillow's antialiased bilinear filter, once: a process pool writes a
-uint8 [N, 3, 64, 64] ``.npy`` cache, memory-mapped at load (``torch.from_numpy``, no copy), so
+uint8 [N, 3, 64, 64] ``.npy`` cache (``image_cache``, shared with the other image-file data
+sets), memory-mapped at load (``torch.from_numpy``, no copy), so
 later runs start in seconds and a data set larger than memory trains by gathering batches from
 the map. The cache lives in ``$SIMVAE_CACHE_DIR/celeba/`` (else ``$XDG_CACHE_HOME/simvae/`` or
 ``~/.cache/simvae/``), keyed by the names, sizes and modification times of the two text files
 and of every file in the image folder: a changed source builds a new cache. It is written to
-temporary names and renamed, so an interrupted build is never used; delete the folder to clear it.
+temporary names and renamed, so an interrupted build is never used, and built by one process
+while the others wait on its lock; delete the folder to clear it.
 
 Targets (``CelebAData.targets()``): ``class`` = gender (attribute Male: female, male; content);
 ``hair_colour`` = bald, black, blond, brown, gray from Bald, Black_Hair, Blond_Hair, Brown_Hair,
@@ -43,19 +45,18 @@ listed JPEG that is missing, undecodable or not 178 x 218 is refused by path.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..cache import CACHE_ENV, cache_dir
 from ..errors import DataError
+from . import image_cache
 from .base import DATA_DIR_ENV, ImageData, search_dirs
+from .registry import COLOUR_CONV, DatasetSpec, register_dataset
 from .targets import Target
 
 CLASSES = ("female", "male")
@@ -69,7 +70,7 @@ IMG_DIR, ATTR_FILE, PARTITION_FILE = "img_align_celeba", "list_attr_celeba.txt",
 ALIGNED_SIZE = (178, 218)  # width, height of the aligned images
 CROP, SIZE = 148, 64
 CACHE_VERSION = 1  # bump when the cache's contents or preprocessing change
-CHUNK = 1000  # images per task of the decoding pool
+CHUNK = image_cache.CHUNK  # images per task of the decoding pool
 HOW_TO_GET = (f"download img_align_celeba.zip, {ATTR_FILE} and {PARTITION_FILE} from the CelebA site "
               "(mmlab.ie.cuhk.edu.hk/projects/CelebA.html), unzip the images next to the two text files "
               f"and pass --data-dir DIR or set {DATA_DIR_ENV}=DIR")
@@ -232,114 +233,31 @@ def _read_face(path: str) -> np.ndarray:
     return arr.transpose(2, 0, 1)
 
 
-def _decode_chunk(out_path: str, start: int, paths: list[str]) -> list[tuple[str, str]]:
-    """Decode ``paths`` into rows ``start..`` of the .npy at ``out_path``; returns (path, reason)
-    of each file that could not be used (its row stays zero)."""
-    out = np.load(out_path, mmap_mode="r+")
-    bad = []
-    for k, p in enumerate(paths):
-        try:
-            out[start + k] = _read_face(p)
-        except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError...
-            bad.append((p, f"{type(e).__name__}: {str(e).replace(repr(p), 'the file')}"))
-    out.flush()
-    del out
-    return bad
-
-
-def _n_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _decode_all(out_path: Path, paths: list[str], progress: bool) -> list[tuple[str, str]]:
-    """Decode every image into ``out_path`` in chunks, in a process pool when there are several."""
-    from tqdm import tqdm
-
-    chunks = [(i, paths[i:i + CHUNK]) for i in range(0, len(paths), CHUNK)]
-    workers = min(_n_workers(), len(chunks))
-    bad: list[tuple[str, str]] = []
-    with tqdm(total=len(paths), desc=f"celeba: {SIZE}x{SIZE} cache (once)", unit="img", file=sys.stderr,
-              disable=not progress, dynamic_ncols=True, mininterval=0.5, leave=False) as bar:
-        if workers <= 1:
-            for start, chunk in chunks:
-                bad += _decode_chunk(str(out_path), start, chunk)
-                bar.update(len(chunk))
-            return bad
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        pool = ProcessPoolExecutor(max_workers=workers)
-        try:
-            futures = {pool.submit(_decode_chunk, str(out_path), s, c): len(c) for s, c in chunks}
-            for f in as_completed(futures):
-                bad += f.result()
-                bar.update(futures[f])
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
-    return sorted(bad)
+_n_workers = image_cache.n_workers  # the decoding pool's size (tests set it)
 
 
 def source_key(root: Path, img_dir: Path) -> tuple[str, set[str]]:
     """(cache key, names of the files in the image folder): a hash of the sorted (name, size,
     mtime) of the two text files and of every file in the image folder, and the preprocessing."""
-    entries = []
-    for p in (root / ATTR_FILE, root / PARTITION_FILE):
-        st = p.stat()
-        entries.append((p.name, st.st_size, st.st_mtime_ns))
+    entries = image_cache.file_stats(root, (ATTR_FILE, PARTITION_FILE))
     names = set()
     with os.scandir(img_dir) as it:
         for e in it:
             st = e.stat()
             names.add(e.name)
             entries.append((f"{IMG_DIR}/{e.name}", st.st_size, st.st_mtime_ns))
-    h = hashlib.sha256(f"celeba v{CACHE_VERSION} crop {CROP} size {SIZE} {ALIGNED_SIZE}\n".encode())
-    for name, size, mtime in sorted(entries):
-        h.update(f"{name}\0{size}\0{mtime}\n".encode())
-    return h.hexdigest()[:20], names
+    header = f"celeba v{CACHE_VERSION} crop {CROP} size {SIZE} {ALIGNED_SIZE}"
+    return image_cache.source_key(header, entries), names
 
 
-def _cache_paths(key: str) -> tuple[Path, Path]:
-    d = cache_dir("celeba")
-    stem = f"celeba-{SIZE}-{key}"
-    return d / f"{stem}.npy", d / f"{stem}.npz"
+def _valid(images: np.ndarray, meta: dict) -> bool:
+    n = len(meta["partition"])
+    return images.shape == (n, 3, SIZE, SIZE) and meta["attrs"].shape == (n, N_ATTR_NAMES)
 
 
-def _open_cache(images_path: Path, meta_path: Path) -> tuple[np.ndarray, dict] | None:
-    """(memory-mapped images uint8 [N, 3, 64, 64], metadata) of a complete cache, else None."""
-    if not (images_path.is_file() and meta_path.is_file()):
-        return None
-    try:
-        with np.load(meta_path, allow_pickle=False) as z:
-            meta = {k: z[k] for k in ("attrs", "partition", "attr_names", "n_train")}
-        images = np.load(images_path, mmap_mode="r")
-        n = len(meta["partition"])
-        if images.shape != (n, 3, SIZE, SIZE) or images.dtype != np.uint8 or meta["attrs"].shape != (n, N_ATTR_NAMES):
-            return None
-    except (OSError, ValueError, KeyError, EOFError):  # damaged by hand or by a full disk: build it again
-        return None
-    return images, meta
-
-
-def _lock(path: Path):
-    """An exclusive lock on ``path`` (so DDP ranks or parallel runs build a cache once); None where
-    file locks are not available."""
-    try:
-        import fcntl
-    except ImportError:
-        return None
-    fh = open(path, "a+")
-    fcntl.flock(fh, fcntl.LOCK_EX)
-    return fh
-
-
-def build_cache(root: Path, img_dir: Path, present: set[str], images_path: Path, meta_path: Path,
-                progress: bool) -> None:
-    """Check the text files and images of ``root`` (``present``: the names in ``img_dir``) and write
-    the cache (temporary names, then renamed).
+def build_cache(root: Path, img_dir: Path, present: set[str], images_path: Path, progress: bool) -> dict:
+    """Check the text files and images of ``root`` (``present``: the names in ``img_dir``), decode
+    the images into the .npy ``images_path`` and return the cache's metadata arrays.
     Raises DataError for a malformed text file or missing / unusable images (by path)."""
     names, files, attrs, attr_lines = read_attributes(root / ATTR_FILE)
     partition = read_partition(root / PARTITION_FILE, files, root / ATTR_FILE, attr_lines)
@@ -351,40 +269,12 @@ def build_cache(root: Path, img_dir: Path, present: set[str], images_path: Path,
         raise DataError(f"celeba: {len(missing)} of the {len(files)} images listed in {root / ATTR_FILE} are missing "
                         f"from {img_dir}: {', '.join(map(str, missing[:3]))}{', ...' if len(missing) > 3 else ''}; "
                         "unzip img_align_celeba.zip again")
-    images_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = images_path.with_name(f".{images_path.name}.{os.getpid()}.tmp")
-    tmp_meta = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
-    try:
-        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, SIZE, SIZE)).flush()
-        bad = _decode_all(tmp, [str(img_dir / f) for f in files], progress)
-        if bad:
-            shown = "; ".join(f"{p} ({why})" for p, why in bad[:3])
-            raise DataError(f"celeba: {len(bad)} of the {len(files)} images cannot be used: {shown}"
-                            f"{'; ...' if len(bad) > 3 else ''}; replace them from img_align_celeba.zip")
-        with open(tmp_meta, "wb") as fh:
-            np.savez(fh, attrs=attrs, partition=partition, attr_names=np.array(names), files=np.array(files),
-                     n_train=np.int64((partition != 2).sum()), source=np.array(str(root.resolve())))
-        os.replace(tmp, images_path)
-        os.replace(tmp_meta, meta_path)  # written last: a cache without it is never used
-    finally:
-        for p in (tmp, tmp_meta):
-            p.unlink(missing_ok=True)
-    _remove_superseded(meta_path, str(root.resolve()))
-
-
-def _remove_superseded(current: Path, source: str) -> None:
-    """Delete older caches of the same source folder (its files have changed since)."""
-    for meta in current.parent.glob(f"celeba-{SIZE}-*.npz"):
-        if meta == current:
-            continue
-        try:
-            with np.load(meta, allow_pickle=False) as z:
-                same = str(z["source"]) == source
-        except (OSError, ValueError, KeyError, EOFError):
-            continue
-        if same:
-            meta.unlink(missing_ok=True)
-            meta.with_suffix(".npy").unlink(missing_ok=True)
+    bad = image_cache.decode_into(images_path, [str(img_dir / f) for f in files], _read_face, (3, SIZE, SIZE),
+                                  f"celeba: {SIZE}x{SIZE} cache (once)", progress, chunk=CHUNK, workers=_n_workers())
+    if bad:
+        raise DataError(f"celeba: {image_cache.describe_bad(bad, len(files))}; replace them from img_align_celeba.zip")
+    return {"attrs": attrs, "partition": partition, "attr_names": np.array(names), "files": np.array(files),
+            "n_train": np.int64((partition != 2).sum())}
 
 
 # -- targets ----------------------------------------------------------------------------------
@@ -430,32 +320,18 @@ def load_celeba(data_dir=None, binarize: bool = False, download: bool = True) ->
         raise _not_found(dirs, explicit, download)
     img_dir = _image_dir(root)
     key, present = source_key(root, img_dir)
-    images_path, meta_path = _cache_paths(key)
-    cached = _open_cache(images_path, meta_path)
-    if cached is None:
-        images_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = _lock(images_path.with_name(f".{images_path.stem}.lock"))
-        try:
-            cached = _open_cache(images_path, meta_path)  # another process may have built it meanwhile
-            if cached is None:
-                for left in images_path.parent.glob(f".{images_path.stem}.*.tmp"):  # of a killed build
-                    left.unlink(missing_ok=True)
-                build_cache(root, img_dir, present, images_path, meta_path, progress=sys.stderr.isatty())
-                cached = _open_cache(images_path, meta_path)
-        finally:
-            if lock is not None:
-                lock.close()
-        if cached is None:
-            raise DataError(f"celeba: the cache just written to {images_path} cannot be read back; is "
-                            f"{images_path.parent} full? Delete it or point {CACHE_ENV} elsewhere")
+    entry = image_cache.CacheEntry("celeba", f"{SIZE}-{key}")
+    cached = entry.get(lambda tmp: build_cache(root, img_dir, present, tmp, progress=sys.stderr.isatty()),
+                       source=str(root.resolve()), validate=_valid)
     images, meta = cached
     names, n_train = [str(a) for a in meta["attr_names"]], int(meta["n_train"])
     gender, style = _targets(names, meta["attrs"], meta["partition"], n_train)
-    with warnings.catch_warnings():  # read-only map: torch warns that writing to it is undefined
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        x = torch.from_numpy(images)
+    x = image_cache.as_tensor(images)
     y = torch.from_numpy(gender)
     targets = [Target(name, torch.from_numpy(v[:n_train]), torch.from_numpy(v[n_train:]), k, "style", cls)
                for name, v, k, cls in style]
     return CelebAData("celeba", x[:n_train], y[:n_train], x[n_train:], y[n_train:], list(CLASSES),
-                      source=f"{root} (64x64 cache {images_path})", style_targets=targets)
+                      source=f"{root} (64x64 cache {entry.images_path})", style_targets=targets)
+
+
+register_dataset(DatasetSpec("celeba", load_celeba, COLOUR_CONV, (3, 64, 64), CLASSES, HOW_TO_GET))

@@ -6,6 +6,10 @@
   ``b'label_names'``.
 - An image folder: ``train/<class>/*.jpg`` and ``test/<class>/*.jpg`` (any format Pillow reads),
   classes in sorted order (how the JPEG copy in ``shared/data/cifar10-jpeg.tar.xz`` is laid out).
+  Hidden entries (``.ipynb_checkpoints/``) and other files are skipped, never read as classes;
+  train and test must hold the same ten classes (a class folder missing or empty in one split is
+  refused, naming it). Decoded once into the image cache shared with the other image-file data
+  sets (``image_cache``).
 
 Found with the same search order and errors as the IDX data sets: an explicit ``--data-dir`` is
 the only place looked (the folder itself, or its ``cifar-10-batches-py/`` or ``cifar10/``);
@@ -18,19 +22,22 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import DataError
+from . import image_cache
 from .base import OFFLINE_ENV, ImageData, search_dirs
 from .checks import check_counts, check_labels
+from .registry import COLOUR_CONV, DatasetSpec, register_dataset
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 PY_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+FOLDER_CACHE_VERSION = 1  # bump when the image folders' cache changes
 HOW_TO_GET = ("put cifar-10-batches-py/ (the python version) or train/ and test/ class folders of images in a folder "
               "and pass --data-dir DIR (torchvision downloads the python version where a network exists)")
 
@@ -63,38 +70,54 @@ def read_python_version(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch
             torch.from_numpy(test_y))
 
 
-def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+def _read_image(path: str) -> np.ndarray:
+    """One 32 x 32 image as uint8 [3, 32, 32]. Raises what Pillow raises, and ValueError for another size."""
+    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise DataError(f"cannot decode image {path}: {e}; the file is damaged: replace or remove it") from None
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
     if arr.shape != (32, 32, 3):
-        raise DataError(f"{path} is {arr.shape[1]}x{arr.shape[0]}, expected 32x32 (CIFAR-10)")
+        raise ValueError(f"is {arr.shape[1]}x{arr.shape[0]}, expected 32x32 (CIFAR-10)")
     return arr.transpose(2, 0, 1)
 
 
-def read_image_folder(folder: Path, split: str, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images uint8 [N, 3, 32, 32] and labels int64 [N] of ``folder/split/<class>/*``, decoded with
-    Pillow in a few threads (class order: ``classes``). On disk the images are grouped by class;
-    they are returned in one fixed random order (seed 0, the same on every load), so that the first
-    N images (``--train-subset``, ``--max-train-images``) are a random sample of all classes."""
-    from concurrent.futures import ThreadPoolExecutor
+def read_image_folders(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Train and test images uint8 [N, 3, 32, 32], labels int64 [N] and the classes of
+    ``folder/{train,test}/<class>/*``, classes in sorted order. Hidden entries (``.ipynb_checkpoints``)
+    and other files are skipped, train and test must hold the same ten classes. Decoded once in
+    parallel into the image cache (``image_cache``), keyed by the files' names, sizes and mtimes.
+    On disk the images are grouped by class; each split is returned in one fixed random order
+    (seed 0, the same on every load), so that the first N images (``--train-subset``,
+    ``--max-train-images``) are a random sample of all classes. Raises DataError naming the folder
+    or file at fault."""
+    classes, items, skipped = image_cache.split_classes(folder)
+    if len(classes) != len(CLASSES):
+        note = f"; skipped {skipped.describe()}" if skipped.describe() else ""
+        raise DataError(f"{folder / 'train'} holds {len(classes)} class folders with images ({', '.join(classes[:4])}"
+                        f"{', ...' if len(classes) > 4 else ''}), expected CIFAR-10's 10{note}")
+    pairs = items["train"] + items["test"]
+    files = [p for p, _ in pairs]
+    key = image_cache.source_key(f"cifar10 folders v{FOLDER_CACHE_VERSION} 32x32",
+                                 image_cache.file_stats(folder, files))
 
-    files, labels = [], []
-    for c, name in enumerate(classes):
-        found = sorted(p for p in (folder / split / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
-            if (folder / split / name).is_dir() else []
-        files += found
-        labels += [c] * len(found)
-    if not files:
-        raise DataError(f"{folder / split} holds no images in class folders ({', '.join(classes[:3])}, ...)")
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        images = np.stack(list(pool.map(_read_image, files, chunksize=256)))
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0))
-    return torch.from_numpy(images)[order], torch.tensor(labels, dtype=torch.int64)[order]
+    def build(tmp: Path) -> dict:
+        paths = [str(folder / p) for p in files]
+        bad = image_cache.decode_into(tmp, paths, _read_image, (3, 32, 32), "cifar10: image cache (once)",
+                                      sys.stderr.isatty())
+        if bad:
+            (p, why), more = bad[0], len(bad) - 1
+            raise DataError(f"cannot decode image {p}: {why}" + (f" (and {more} more)" if more else "")
+                            + "; the file is damaged: replace or remove it")
+        return {}
+
+    images, _ = image_cache.CacheEntry("cifar10", key).get(build, source=str(folder.resolve()))
+    labels = torch.tensor([c for _, c in pairs], dtype=torch.int64)
+    n_train = len(items["train"])
+    out = []
+    for lo, hi in ((0, n_train), (n_train, len(pairs))):
+        order = torch.randperm(hi - lo, generator=torch.Generator().manual_seed(0)).numpy() + lo
+        out += [torch.from_numpy(np.ascontiguousarray(images[order])), labels[order]]
+    return (*out, classes)
 
 
 def find_cifar(dirs: list[Path]) -> tuple[str, Path] | None:
@@ -140,10 +163,9 @@ def load_cifar10(data_dir=None, binarize: bool = False, download: bool = True):
         train_x, train_y, test_x, test_y = read_python_version(path)
         source, classes = str(path), list(CLASSES)
     else:
-        classes = sorted(p.name for p in (path / "train").iterdir() if p.is_dir())
-        if len(classes) != len(CLASSES):
-            raise DataError(f"{path / 'train'} holds {len(classes)} class folders, expected CIFAR-10's 10")
-        train_x, train_y = read_image_folder(path, "train", classes)
-        test_x, test_y = read_image_folder(path, "test", classes)
+        train_x, train_y, test_x, test_y, classes = read_image_folders(path)
         source = f"{path} (image folders)"
     return ImageData("cifar10", train_x, train_y, test_x, test_y, classes, source=source)
+
+
+register_dataset(DatasetSpec("cifar10", load_cifar10, COLOUR_CONV, (3, 32, 32), CLASSES, HOW_TO_GET))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .registry import Metric, register_evaluator
+
 
 def fit_class_gaussians(z: torch.Tensor, y: torch.Tensor, n_classes: int, ridge: float = 1e-4
                         ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,6 +78,14 @@ def fid_sample_count(cfg, device) -> int:
     return 10000 if str(device).startswith("cuda") else 0
 
 
+@register_evaluator("generation", "run", metrics=(
+    Metric("fid", "FID", "number", higher_is_better=False, headline=True,
+           note="Inception FID of class-conditional samples against as many test images"),
+    Metric("classifier_fid", "classifier FID", "number", higher_is_better=False, headline=True,
+           note="Fréchet distance in a small classifier's features (grey data); not comparable with Inception FID"),
+    Metric("fid_samples", "samples for FID", "integer", None),
+    Metric("gen_samples", "class-conditional samples", "integer", None, in_report=False),
+    Metric("classifier_fid_net_acc", "test accuracy of the classifier-FID network", higher_is_better=None)))
 def generation_evaluator(run, rep, cfg, log) -> dict:
     """Class-conditional samples of a run with a decoder (paper A.7.6) and their Fréchet distances
     to the test images: ``classifier_fid`` on grey data, ``fid`` (Inception) where enabled.
@@ -101,6 +111,7 @@ def generation_evaluator(run, rep, cfg, log) -> dict:
         log(f"generation: skipped, {e}")
         return {}
     samples = (samples * 255).round().to(torch.uint8)  # as saved images are: FID's protocol scores 8-bit images
+    rep.artefacts["samples"], rep.artefacts["sample_labels"] = samples, labels  # for the report's samples.png
     out: dict = {"gen_samples": int(samples.shape[0])}
     log(f"generation: {samples.shape[0]} class-conditional samples (one full-covariance Gaussian per class, "
         f"classes in their training proportions; {time.monotonic() - t:.1f}s)")

@@ -12,7 +12,12 @@ on the training mean (a shift changes no distance) and the sum is formed in floa
 
 from __future__ import annotations
 
+import time
+
 import torch
+
+from .protocol import labelled
+from .registry import Metric, register_evaluator
 
 DIST_BLOCK_ELEMENTS = 1 << 25  # float64 query-by-train distances held at once (256 MiB)
 
@@ -70,3 +75,22 @@ def knn_evaluate(fit_x, fit_y, val_x, val_y, train_x, train_y, test_x, test_y, m
     best = int(test_acc.argmax()) + 1
     return {"knn_acc": float(test_acc[k - 1]), "knn_k": k, "knn_val_acc": float(val_acc[k - 1]),
             "knn_acc_best_k_on_test": float(test_acc[best - 1]), "knn_best_k_on_test": best}
+
+
+@register_evaluator("knn", "target", metrics=(
+    Metric("knn_acc", "k-NN", headline=True, note="k chosen on a validation split"),
+    Metric("knn_k", "k (chosen on validation)", "integer", None),
+    Metric("knn_acc_best_k_on_test", "k-NN, best k on test (paper protocol)"),
+    Metric("knn_best_k_on_test", "best k on test (paper protocol)", "integer", None)))
+def knn_evaluator(ctx, target, log) -> dict:
+    """k-NN with k chosen on the validation split (paper A.7.5; Euclidean, majority vote)."""
+    t = time.monotonic()
+    y, ty = target.train, target.test
+    fit, val = labelled(ctx.fit_idx, y), labelled(ctx.val_idx, y)
+    all_train = torch.nonzero(y >= 0).squeeze(1)
+    test = torch.nonzero(ty >= 0).squeeze(1)
+    out = knn_evaluate(ctx.train_x[fit], y[fit], ctx.train_x[val], y[val], ctx.train_x[all_train], y[all_train],
+                       ctx.test_x[test], ty[test], ctx.cfg.knn_max_k, target.n_classes)
+    log(f"{target.prefix()}k-NN: k={out['knn_k']} (chosen on validation) test acc {out['knn_acc']:.4f} "
+        f"({time.monotonic() - t:.1f}s)")
+    return out

@@ -6,8 +6,9 @@ asks of each image: the class, a style label, an attribute; -1 where an image ha
 returns metrics. Keys of the content target are bare (``knn_acc``); those of every other
 target are prefixed by the target's name (``hair_colour/mlp_acc``, ``style/flip/knn_acc``).
 
-A new evaluator or metric is a ``register_evaluator`` / ``register_metric`` call, in its own
-module or a test: nothing else changes.
+A new evaluator is one module with a function decorated by ``register_evaluator`` (its name, its
+kind and the metrics it writes) plus one import line in ``simvae/evaluate/__init__.py``; nothing
+else changes (``--skip``, reports and tables read this registry).
 """
 
 from __future__ import annotations
@@ -40,32 +41,8 @@ def register_metric(metric: Metric) -> Metric:
     return metric
 
 
-for _m in (
-    Metric("knn_acc", "k-NN", headline=True, note="k chosen on a validation split"),
-    Metric("linear_acc", "linear", headline=True, note="linear probe, stopped on validation loss"),
-    Metric("mlp_acc", "MLP", headline=True, note="MLP probe (hidden width = representation size), stopped on validation"),
-    Metric("gmm_acc", "GMM acc", headline=True, note="clusters matched to classes on the scored split (Hungarian)"),
-    Metric("gmm_nmi", "GMM NMI", headline=True),
-    Metric("gmm_ari", "GMM ARI", headline=True),
-    Metric("recon_mse", "recon. MSE", "number", higher_is_better=False, headline=True,
-           note="per pixel, images in [0, 1], test set"),
-    Metric("fid", "FID", "number", higher_is_better=False, headline=True,
-           note="Inception FID of class-conditional samples against as many test images"),
-    Metric("classifier_fid", "classifier FID", "number", higher_is_better=False, headline=True,
-           note="Fréchet distance in a small classifier's features (grey data); not comparable with Inception FID"),
-    Metric("fid_samples", "samples for FID", "integer", None),
-    Metric("gen_samples", "class-conditional samples", "integer", None, in_report=False),
-    Metric("classifier_fid_net_acc", "test accuracy of the classifier-FID network", higher_is_better=None),
+for _m in (  # metrics of the evaluation as a whole; each evaluator registers its own with it
     Metric("chance", "chance (most frequent class)", higher_is_better=None),
-    Metric("knn_k", "k (chosen on validation)", "integer", None),
-    Metric("linear_lr", "linear probe learning rate (chosen on validation)", "number", None),
-    Metric("knn_acc_best_k_on_test", "k-NN, best k on test (paper protocol)"),
-    Metric("knn_best_k_on_test", "best k on test (paper protocol)", "integer", None),
-    Metric("linear_acc_paper_protocol", "linear, fixed epochs on all training images (paper protocol)"),
-    Metric("mlp_acc_paper_protocol", "MLP, fixed epochs on all training images (paper protocol)"),
-    Metric("gmm_acc_train_matched", "GMM acc, clusters matched on training labels"),
-    Metric("posthoc_decoder_val_mse", "post-hoc decoder validation MSE", "number", higher_is_better=False,
-           in_report=False),
     Metric("eval_seconds", "evaluation time", "seconds", higher_is_better=None, in_report=False),
 ):
     register_metric(_m)
@@ -113,10 +90,16 @@ def report_keys() -> list[str]:
 
 
 
-# An evaluator: (context, target, log) -> metrics with bare keys; a *joint* evaluator:
-# (context, targets, log) -> metrics with prefixed keys, one call for all targets (the probes
-# train every target's heads in one loop). ``context`` carries what evaluators share for one
-# representation (the fit/validation split, standardised features) so that each is computed once.
+# An evaluator, by its ``kind`` (its signature):
+#   "target": fn(context, target, log) -> metrics with bare keys, called once per target it applies to
+#             (prefixed by the caller: ``style/flip/knn_acc``);
+#   "joint":  fn(context, targets, log) -> metrics with prefixed keys, one call for all its targets
+#             (the probes train every target's heads in one loop);
+#   "run":    fn(run, evaluation, cfg, log) -> metrics: it needs more than the representations of the
+#             un-augmented images (the decoder, the data, new views): reconstruction, generation, style.
+# ``context`` (``protocol.Context``) carries what evaluators of one representation share (the
+# fit/validation split, standardised features), ``evaluation`` (``protocol.Evaluation``) the
+# representations, targets and what run evaluators hand on to the report.
 Evaluator = Callable[..., dict]
 
 
@@ -124,28 +107,48 @@ Evaluator = Callable[..., dict]
 class EvaluatorEntry:
     name: str
     fn: Evaluator
+    kind: Literal["target", "joint", "run"] = "target"
     applies_to: Callable[[Target], bool] = lambda target: True
-    joint: bool = False
+    metrics: tuple[str, ...] = ()
+    about: str = ""
 
 
 EVALUATORS: dict[str, EvaluatorEntry] = {}
 
 
-def register_evaluator(name: str, fn: Evaluator, applies_to: Callable[[Target], bool] | None = None,
-                       joint: bool = False) -> None:
-    EVALUATORS[name] = EvaluatorEntry(name, fn, applies_to or (lambda target: True), joint)
+def register_evaluator(name: str, kind: Literal["target", "joint", "run"] = "target", metrics: tuple[Metric, ...] = (),
+                       applies_to: Callable[[Target], bool] | None = None, about: str = ""):
+    """Decorator: register ``fn`` as evaluator ``name`` of ``kind`` (see above) with the metrics it
+    writes (each a ``Metric``, registered with it). ``--skip NAME`` leaves it out. A new evaluator is
+    a module with one decorated function plus one import line in ``simvae/evaluate/__init__.py``.
+    Raises ValueError for a name already taken by another function or an unknown kind."""
+    if kind not in ("target", "joint", "run"):
+        raise ValueError(f"evaluator kind must be target, joint or run, got {kind!r}")
 
+    def deco(fn: Evaluator) -> Evaluator:
+        old = EVALUATORS.get(name)
+        if old is not None and old.fn.__qualname__ != fn.__qualname__:
+            raise ValueError(f"evaluator '{name}' is registered twice")
+        for m in metrics:
+            register_metric(m)
+        EVALUATORS[name] = EvaluatorEntry(name, fn, kind, applies_to or (lambda target: True),
+                                          tuple(m.key for m in metrics), about or (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
 
-# A run evaluator: (run, representations, cfg, log) -> metrics; it needs more than the
-# representations of the un-augmented images (the decoder, the data, new views): generation
-# (samples, FID) and style retrieval. ``representations`` holds train_x, test_x, targets.
-RUN_EVALUATORS: dict[str, Callable[..., dict]] = {}
-
-
-def register_run_evaluator(name: str, fn: Callable[..., dict]) -> None:
-    RUN_EVALUATORS[name] = fn
+    return deco
 
 
 def evaluator_names() -> list[str]:
-    """The names ``--skip`` accepts: every registered evaluator."""
-    return [*EVALUATORS, *RUN_EVALUATORS]
+    """The names ``--skip`` accepts: every registered evaluator, in the order they run."""
+    return list(EVALUATORS)
+
+
+def check_evaluator_names(names, where: str = "skip") -> None:
+    """Raise ConfigError (one line, with the closest name) for a name that is no registered evaluator."""
+    from ..config import suggest
+    from ..errors import ConfigError
+
+    for name in names:
+        if name not in EVALUATORS:
+            raise ConfigError(f"unknown evaluator '{name}' in {where}{suggest(name, EVALUATORS)}; "
+                              f"choose from {', '.join(EVALUATORS)}")

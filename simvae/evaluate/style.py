@@ -3,7 +3,7 @@ augmentation did (hypothesis H2 of the paper, §5: a generative representation k
 augmentations change; a discriminative one is trained to be invariant to it).
 
 Each image gets one random view from the data set's own training augmentation (paper Table 2,
-SPEC §4), with its parameters recorded. The style targets are those parameters, binned:
+colour data: crop scale (0.6, 1) and colour jitter), with its parameters recorded. The style targets are those parameters, binned:
 
 - ``style/flip``: vertically flipped or not (2 classes);
 - ``style/crop_scale``: the crop's area as a fraction of the image, ``bins`` equal-mass bins;
@@ -26,6 +26,8 @@ import torch
 from ..augment import to_float
 from ..augment.ops import pipeline_for
 from ..data.targets import Target
+from .protocol import evaluate_targets
+from .registry import register_evaluator
 
 JITTER_NAMES = ("brightness", "contrast", "saturation", "hue")
 
@@ -106,13 +108,11 @@ def augmented_representations(encode, images: torch.Tensor, spec, binarize: bool
     return torch.cat(reps), style_labels(params, hw)
 
 
+@register_evaluator("style", "run")
 def style_evaluator(run, rep, cfg, log) -> dict:
     """Style retrieval on the data set's augmentation (k-NN and probes on the style targets);
     adds ``style/NAME/chance``."""
     import time
-
-    from ..presets import preset
-    from . import evaluate_targets
 
     if "knn" in cfg.skip and "probes" in cfg.skip:
         return {}  # nothing would score the style targets
@@ -120,7 +120,7 @@ def style_evaluator(run, rep, cfg, log) -> dict:
     data = run.data
     n = len(data.train_images) if cfg.style_max_train_images is None else min(cfg.style_max_train_images,
                                                                             len(data.train_images))
-    spec = preset(run.config.train.dataset).augment
+    spec = run.augment_spec
     encode = run.method.encode
     train_x, train_v = augmented_representations(encode, data.train_images[:n], spec, data.binarized, cfg.seed + 1,
                                                  run.device)

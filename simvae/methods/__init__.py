@@ -6,7 +6,14 @@ A new method needs one new file and one import line here.
 from . import cr_vae, moco, random, simclr, simvae, vae, vicreg  # noqa: F401  (registration)
 from .base import METHODS, Batch, Method, ModelSpec, register
 
-__all__ = ["METHODS", "Batch", "Method", "ModelSpec", "register", "build_method", "method_config"]
+__all__ = ["METHODS", "Batch", "Method", "ModelSpec", "register", "build_method", "method_config", "method_names"]
+
+METHOD_ORDER = ("simvae", "vae", "beta-vae", "cr-vae", "simclr", "moco", "mocov2", "vicreg", "random")
+
+
+def method_names() -> list[str]:
+    """The registered methods: the paper's order, then any others alphabetically."""
+    return [m for m in METHOD_ORDER if m in METHODS] + sorted(m for m in METHODS if m not in METHOD_ORDER)
 
 
 # Method options renamed in simvae 0.2 (no method-name prefixes): the old names are read, with a
@@ -32,9 +39,9 @@ def renamed(options: dict, where: str = "config", notes: list | None = None) -> 
     return out
 
 
-def method_config(name: str, options: dict | None = None):
+def method_config(name: str, options: dict | None = None, where: str | None = None):
     """The typed config of method ``name`` from a mapping of its options (strict; old option
-    names are renamed with a note). Raises ConfigError."""
+    names are renamed with a note); ``where`` names their origin in messages. Raises ConfigError."""
     from ..config import parse_config, suggest
     from ..errors import ConfigError
 
@@ -43,7 +50,12 @@ def method_config(name: str, options: dict | None = None):
     options = {} if options is None else options
     if isinstance(options, dict):
         options = renamed(options, f"the options of method '{name}'")
-    return parse_config(METHODS[name].config_cls, options, where=f"options of method '{name}'")
+        fields = METHODS[name].config_cls.model_fields
+        for key in options:
+            takes = [m for m in method_names() if key in METHODS[m].config_cls.model_fields]
+            if key not in fields and takes:
+                raise ConfigError(f"option '{key}' does not apply to method '{name}' (it applies to {', '.join(takes)})")
+    return parse_config(METHODS[name].config_cls, options, where=where or f"options of method '{name}'")
 
 
 def build_method(name: str, spec: ModelSpec, options: dict | None = None) -> Method:

@@ -30,15 +30,43 @@ def reconstruction_grid(images: torch.Tensor, rows: dict[str, torch.Tensor], pat
     _grid(list(all_rows.values()), list(all_rows), path, title)
 
 
+MIN_DISTINCT_ROWS = 10  # fewer distinct representations than this: nothing to map
+MIN_RELATIVE_SPREAD = 1e-6  # total standard deviation below this fraction of the values' scale (at least 1): collapsed
+
+
+def check_mappable(x: np.ndarray) -> None:
+    """Raise ValueError (with the reason) when representations ``x`` [n, d] cannot be mapped in 2-D:
+    non-finite values, fewer than two points, fewer than ``MIN_DISTINCT_ROWS`` distinct rows, or a
+    spread that is zero to rounding (a collapsed encoder maps every image to about the same point)."""
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"too few points to map ({len(x)})")
+    if not np.isfinite(x).all():
+        raise ValueError("the representations contain NaN or inf")
+    distinct = len(np.unique(x.round(decimals=12), axis=0))
+    if distinct < min(MIN_DISTINCT_ROWS, len(x)):
+        raise ValueError(f"degenerate representations: {len(x)} points have only {distinct} distinct "
+                         "representation" + ("" if distinct == 1 else "s") + " (a collapsed encoder); nothing to map")
+    spread = float(np.sqrt(x.var(0).sum()))
+    scale = max(float(np.abs(x).mean()), 1.0)
+    if spread <= MIN_RELATIVE_SPREAD * scale:
+        raise ValueError(f"degenerate representations: almost no variance (total standard deviation {spread:.2g}, "
+                         "a collapsed encoder); nothing to map")
+
+
 def latent_map(reps: torch.Tensor, labels: torch.Tensor, classes: list[str], path: Path, n_points: int = 3000,
                seed: int = 0, title: str = "") -> str:
-    """2-D t-SNE map of (a random subset of) the representations, coloured by class."""
+    """2-D t-SNE map of (a random subset of) the representations, coloured by class.
+
+    Raises ValueError before t-SNE for representations it cannot map: non-finite, too few points,
+    or degenerate ones (almost all rows alike, or almost no variance: a collapsed encoder), on which
+    scikit-learn's t-SNE can crash the process instead of raising."""
     from sklearn.manifold import TSNE
 
     g = np.random.default_rng(seed)
     n = reps.shape[0]
     idx = g.choice(n, size=min(n_points, n), replace=False) if n_points < n else np.arange(n)
-    x = reps[idx].numpy().astype(np.float64)
+    x = reps[idx].detach().cpu().double().numpy()
+    check_mappable(x)
     x = (x - x.mean(0)) / (x.std(0) + 1e-8)
     if x.shape[1] > 2 and len(x) > 5:
         xy = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(x) - 1) / 3), random_state=seed).fit_transform(x)
@@ -136,13 +164,25 @@ def traversal_grid(frames: torch.Tensor, steps: list[float], path: Path, title: 
     _grid(list(frames), [f"PC {i + 1}" for i in range(frames.shape[0])], path, title, [f"{t:+.1f}σ" for t in steps])
 
 
-def content_style_scatter(points: list[dict], path: Path, x_label: str, y_label: str, title: str = "") -> None:
+def _footnote(fig, note: str) -> None:
+    """``note`` in small type under the axes (e.g. what a mark in the labels means), then the layout."""
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=7, ha="left", va="bottom", wrap=True)
+        fig.tight_layout(rect=(0, 0.04, 1, 1))
+    else:
+        fig.tight_layout()
+
+
+def content_style_scatter(points: list[dict], path: Path, x_label: str, y_label: str, title: str = "",
+                          note: str = "") -> None:
     """One point per comparison row (``label``, ``x``, ``y``, optional ``x_se``/``y_se``), with
-    error bars where a row averages several runs (paper Fig. 5, middle: content vs style)."""
+    error bars where a row averages several runs (paper Fig. 5, middle: content vs style); ``note``
+    under the axes."""
     fig, ax = plt.subplots(figsize=(6.2, 5))
     cmap = plt.get_cmap("tab10")
     for i, p in enumerate(points):
-        ax.errorbar(100 * p["x"], 100 * p["y"], xerr=100 * p.get("x_se", 0) or None, yerr=100 * p.get("y_se", 0) or None,
+        ax.errorbar(100 * p["x"], 100 * p["y"], xerr=100 * p["x_se"] if p.get("x_se") else None,
+                    yerr=100 * p["y_se"] if p.get("y_se") else None,
                     fmt="o", color=cmap(i % 10), capsize=3, label=p["label"])
         ax.annotate(p["label"], (100 * p["x"], 100 * p["y"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel(x_label)
@@ -150,17 +190,18 @@ def content_style_scatter(points: list[dict], path: Path, x_label: str, y_label:
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
+    _footnote(fig, note)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def target_accuracies_and_gains(targets: list[str], rows: dict[str, list[float]], reference: str, path: Path,
-                                title: str = "", chance: list[float] | None = None) -> None:
+                                title: str = "", chance: list[float] | None = None, note: str = "") -> None:
     """Per-target test accuracy of each row (top) and the gain of the ``reference`` row over each
     other row (bottom), in percentage points (paper Fig. 5 right and Fig. 6). ``rows`` maps a row
     label to its accuracies in ``targets`` order (NaN where missing); ``chance`` (same order, NaN
-    where unknown) is drawn as a grey bar on each target."""
+    where unknown) is drawn as a grey bar on each target; the title's second line names the reference
+    row; ``note`` goes under the axes."""
     x = np.arange(len(targets))
     others = [label for label in rows if label != reference]
     width = 0.8 / max(1, len(others))
@@ -184,8 +225,7 @@ def target_accuracies_and_gains(targets: list[str], rows: dict[str, list[float]]
     bottom.legend(fontsize=8, ncol=3, frameon=False)
     for ax in (top, bottom):
         ax.grid(alpha=0.3, axis="y")
-    if title:
-        top.set_title(title, fontsize=10)
-    fig.tight_layout()
+    top.set_title((title + "\n" if title else "") + f"reference of the gains: {reference}", fontsize=10)
+    _footnote(fig, note)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -19,18 +19,17 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..allocator import retain_freed_memory
 from ..checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, is_finished, atomic_torch_save, load_checkpoint, load_model_state, rng_state, set_rng_state
-from ..data import ImageData, load_dataset
-from ..presets import preset
+from ..data import ImageData
 from ..dist import global_mean, init_distributed
 from ..errors import ConfigError, DivergenceError
 from ..hardware import autocast, resolve_device, resolve_precision
 from ..methods import Method, build_method
 from ..nets import use_fast_layout
-from ..run_config import RunConfig, model_spec, step_size
+from ..run_config import RunConfig, load_data, model_spec, resolve_data_shape, step_size
 from .callbacks import Callback, Checkpoints, DivergenceGuard, MetricsLog, Progress, StopOnSignal
-from .groups import AugmentedImageGroups, GroupSource
+from .groups import GroupSource, group_source_for
 
-SUMMARY_NAME = "train_summary.json"
+from ..rundir import SUMMARY as SUMMARY_NAME, atomic_write_json  # noqa: E402
 
 
 def seed_everything(seed: int) -> None:
@@ -58,12 +57,13 @@ class Trainer:
             self.device = resolve_device(tc.device)
         if self.device.type == "cpu":
             retain_freed_memory()  # big activations reused step to step instead of page-faulted in
-        if tc.threads:
-            torch.set_num_threads(tc.threads)
+        from ..hardware import configure_threads  # intra-op threads: one per core left free (ThreadTuner revises)
+        self.thread_choice = configure_threads(tc.threads)
         self.images_per_step, self.views_per_step = step_size(run)
         if data is None:
-            data = load_dataset(tc.dataset, tc.data_dir, tc.binarize, download=tc.download)
+            data = load_data(tc)
         self.data = data = data.subset_train(tc.train_subset)
+        self.run = run = resolve_data_shape(run, data)  # image folders: the size and channels decoded, recorded
         self._check_step_size(len(data.train_images))
         self.precision = resolve_precision(tc.precision, self.device)
         seed_everything(tc.seed)
@@ -87,8 +87,7 @@ class Trainer:
             self.model = DistributedDataParallel(self.method)
         if tc.compile:
             self.model = torch.compile(self.model)
-        self.source = source or AugmentedImageGroups(data.train_images, preset(tc.dataset).augment, self.device,
-                                                     self.dist, binarize=data.binarized)
+        self.source = source or group_source_for(run, data, self.method, self.device, self.dist, self.images_per_step)
         self.steps_per_epoch = len(self.source) // self.images_per_step  # the last partial batch is dropped
         self.term_names: set[str] = set()
 
@@ -107,7 +106,7 @@ class Trainer:
         need = METHODS[tc.method].min_batch_size
         if ips // world < need:
             raise ConfigError(f"method '{tc.method}' needs at least {need} images per process in a batch; "
-                              f"got {what} over {world} process(es)")
+                              f"got {what} over {world} process" + ("es" if world > 1 else ""))
 
     # -- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict:
@@ -167,7 +166,26 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
 
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based) of the run: ``lr`` x a linear warm-up
+        over the first ``warmup_fraction`` of the steps, then constant (the paper's) or cosine decay
+        to 0 at the last step. A function of the step alone, so a resumed run follows it exactly."""
+        import math
+
+        tc = self.run.train
+        total = max(1, self.steps_per_epoch * tc.epochs)
+        warm = int(round(tc.warmup_fraction * total))
+        if step < warm:
+            return tc.lr * (step + 1) / warm
+        if tc.schedule == "cosine":
+            return tc.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+        return tc.lr
+
     def update(self) -> None:
+        if self.run.train.schedule != "constant" or self.run.train.warmup_fraction:
+            lr = self.lr_at(self.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         self.optimizer.step()
         self.method.after_step()
 
@@ -178,7 +196,10 @@ class Trainer:
         every = tc.divergence_check_every or (1 if self.device.type == "cpu" else 25)
         guard = DivergenceGuard(every)
         checkpoints = Checkpoints(guard)
-        return [Progress(self.progress), MetricsLog(self.out), guard, checkpoints, StopOnSignal(checkpoints, every)]
+        from .callbacks import ThreadTuner, experiment_logs
+
+        return [Progress(self.progress), MetricsLog(self.out), guard, checkpoints, StopOnSignal(checkpoints, every),
+                ThreadTuner(self.thread_choice), *experiment_logs(self.out, tc.logger)]
 
     def fit(self, on_epoch_end=None, callbacks: list[Callback] | None = None) -> dict:
         """Train to ``epochs`` and return the summary. ``on_epoch_end(trainer, record)`` may return
@@ -251,12 +272,8 @@ class Trainer:
                 **provenance()}
 
     def write_summary(self) -> dict:
-        import json
-
         summary = self.summary()
-        tmp = self.out / (SUMMARY_NAME + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(self.out / SUMMARY_NAME)
+        atomic_write_json(self.out / SUMMARY_NAME, summary)
         return summary
 
 
