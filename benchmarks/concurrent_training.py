@@ -46,8 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # environment variables that change threading: cleared so that a policy sets them explicitly
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME",
-              "SIMVAE_THREADS")
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "SIMVAE_THREADS")
 
 
 # The command each run executes: `simvae train ARGS` (simvae.cli.main), with one addition: every
@@ -137,8 +136,7 @@ def _started(log_path: Path) -> tuple[int | None, int | None]:
     return (int(size[1]) * int(size[2]) if size else None), (int(threads[1]) if threads else None)
 
 
-def run_group(n: int, train_args: list[str], env_extra: dict[str, str], workdir: Path, poll_s: float,
-              window_s: float | None) -> dict:
+def run_group(n: int, train_args: list[str], env_extra: dict[str, str], workdir: Path, poll_s: float, window_s: float | None) -> dict:
     """Start ``n`` trainings at once and measure each one's speed in the window where all of them
     were training: from the moment the last one logged its first steps to the moment the first
     one ended, or ``window_s`` seconds (then all are stopped)."""
@@ -152,9 +150,15 @@ def run_group(n: int, train_args: list[str], env_extra: dict[str, str], workdir:
     for out, log_path, beat in zip(outs, log_paths, beats):
         log = open(log_path, "w")
         logs.append(log)
-        procs.append(subprocess.Popen([sys.executable, "-c", RUNNER, "train", "--out", str(out), *train_args],
-                                      stdout=log, stderr=subprocess.STDOUT, env={**env, "SIMVAE_BENCH_HEARTBEAT": str(beat)},
-                                      cwd=workdir))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", RUNNER, "train", "--out", str(out), *train_args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**env, "SIMVAE_BENCH_HEARTBEAT": str(beat)},
+                cwd=workdir,
+            )
+        )
     obs: list[list[tuple[float, int]]] = [[] for _ in procs]
     cpu: list[tuple[float, int, int]] = []  # (time, machine busy jiffies, runs' jiffies)
     last_cpu = [0] * n
@@ -196,16 +200,20 @@ def run_group(n: int, train_args: list[str], env_extra: dict[str, str], workdir:
     for i, o in enumerate(obs):
         inside = [(t, s) for t, s in o if start <= t <= end]
         if len(inside) < 2:
-            raise SystemExit("concurrent_training.py: error: the runs overlapped too briefly to measure; "
-                             "raise --train-subset or --seconds")
+            raise SystemExit("concurrent_training.py: error: the runs overlapped too briefly to measure; raise --train-subset or --seconds")
         (t0, s0), (t1, s1) = inside[0], inside[-1]
         vps, threads = _started(log_paths[i])
         text = log_paths[i].read_text()
         changes = [line.strip() for line in text.splitlines() if "threads" in line and "->" in line]
-        runs.append({"views_per_s": round((s1 - s0) * vps / (t1 - t0), 1), "steps_measured": s1 - s0,
-                     "threads_start": threads,
-                     "threads_end": int(changes[-1].split("->")[1].split()[0]) if changes else threads,
-                     "thread_changes": changes})
+        runs.append(
+            {
+                "views_per_s": round((s1 - s0) * vps / (t1 - t0), 1),
+                "steps_measured": s1 - s0,
+                "threads_start": threads,
+                "threads_end": int(changes[-1].split("->")[1].split()[0]) if changes else threads,
+                "thread_changes": changes,
+            }
+        )
     inside_cpu = [c for c in cpu if start <= c[0] <= end] or cpu
     (ta, ba, ra), (tb, bb, rb) = inside_cpu[0], inside_cpu[-1]
     others = max(0.0, ((bb - ba) - (rb - ra)) / _HZ / max(tb - ta, 1e-9))
@@ -213,14 +221,18 @@ def run_group(n: int, train_args: list[str], env_extra: dict[str, str], workdir:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="Extra arguments after -- go to every `simvae train`.")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Extra arguments after -- go to every `simvae train`.",
+    )
     ap.add_argument("--policy", action="append", help="a policy to measure (repeatable; default: 'default')")
     ap.add_argument("--concurrent", type=int, default=2, help="trainings at once in the busy case (default 2)")
     ap.add_argument("--repeats", type=int, default=1, help="measure each policy this many times (default 1)")
     ap.add_argument("--train-subset", type=int, default=24000, help="training images per run (default 24000: 2,000 steps)")
-    ap.add_argument("--seconds", type=float, default=60.0,
-                    help="stop the runs after this many seconds of measuring (default 60; 0: let them finish)")
+    ap.add_argument(
+        "--seconds", type=float, default=60.0, help="stop the runs after this many seconds of measuring (default 60; 0: let them finish)"
+    )
     ap.add_argument("--data-dir", default=os.environ.get("SIMVAE_DATA_DIR", DEFAULT_DATA_DIR))
     ap.add_argument("--no-solo", action="store_true", help="skip the solo runs (fractions are then not printed)")
     ap.add_argument("--poll", type=float, default=0.2, help="seconds between polls of the runs (default 0.2)")
@@ -229,8 +241,21 @@ def main(argv=None) -> dict:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     extra = [a for a in extra if a != "--"]
     policies = args.policy or ["default"]
-    base = ["--dataset", "fashion-mnist", "--data-dir", args.data_dir, "--no-download", "--device", "cpu",
-            "--train-subset", str(args.train_subset), "--epochs", "1", "--no-eval", *extra]
+    base = [
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        args.data_dir,
+        "--no-download",
+        "--device",
+        "cpu",
+        "--train-subset",
+        str(args.train_subset),
+        "--epochs",
+        "1",
+        "--no-eval",
+        *extra,
+    ]
     try:
         model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
@@ -254,11 +279,18 @@ def main(argv=None) -> dict:
                     speeds = [run["views_per_s"] for run in g["runs"]]
                     solo = statistics.median(s["runs"][0]["views_per_s"] for s in res["solo"]) if res["solo"] else None
                     frac = " ".join(f"{v / solo:.2f}" for v in speeds) if solo and n > 1 else ""
-                    threads = "/".join(f"{run['threads_start']}>{run['threads_end']}" if run["threads_start"] != run["threads_end"]
-                                       else str(run["threads_end"]) for run in g["runs"])
-                    print(f"{spec:40s} {('solo' if n == 1 else f'{n} busy'):>6s} "
-                          f"{' '.join(f'{v:.0f}' for v in speeds):>22s} {frac:>14s} {threads:>8s} "
-                          f"{g['others_cores']:6.2f}", flush=True)
+                    threads = "/".join(
+                        f"{run['threads_start']}>{run['threads_end']}"
+                        if run["threads_start"] != run["threads_end"]
+                        else str(run["threads_end"])
+                        for run in g["runs"]
+                    )
+                    print(
+                        f"{spec:40s} {('solo' if n == 1 else f'{n} busy'):>6s} "
+                        f"{' '.join(f'{v:.0f}' for v in speeds):>22s} {frac:>14s} {threads:>8s} "
+                        f"{g['others_cores']:6.2f}",
+                        flush=True,
+                    )
                     for run in g["runs"]:
                         for change in run["thread_changes"]:
                             print(f"    {change}")

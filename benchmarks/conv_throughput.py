@@ -50,8 +50,9 @@ def make_trainer(method: str, dataset: str, data, precision: str, memory_format:
     from simvae.run_config import build_run_config
     from simvae.train import Trainer
 
-    run = build_run_config({"train": {"method": method, "dataset": dataset, "device": "cpu", "precision": precision,
-                                      "seed": 0, "epochs": 1}})
+    run = build_run_config(
+        {"train": {"method": method, "dataset": dataset, "device": "cpu", "precision": precision, "seed": 0, "epochs": 1}}
+    )
     trainer = Trainer(run, out, data=data, progress=False)
     if memory_format == "contiguous":
         trainer.method.to(memory_format=torch.contiguous_format)
@@ -83,8 +84,13 @@ def main() -> None:
         ap.error("this CPU emulates bf16 (no AVX-512 BF16 / AMX): nothing to time; add fp32 to --precisions or pass --force-bf16")
     if skipped:
         print("bf16 skipped: this CPU emulates it (--force-bf16 to time it anyway)", file=sys.stderr)
-    out = {"host": machine_line(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "bf16_skipped": bool(skipped), "runs": []}
+    out = {
+        "host": machine_line(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "bf16_skipped": bool(skipped),
+        "runs": [],
+    }
     for size in args.shapes:
         dataset = "cifar10" if size == 32 else "celeba"
         data = synthetic(dataset, size)
@@ -103,15 +109,26 @@ def main() -> None:
                     trainer = trainers[c]
                     step_s = statistics.median(steps[c])
                     phases = time_breakdown(trainer, args.steps, args.warmup)
-                    r = {"shape": f"3x{size}x{size}", "method": method, "precision": c[0], "memory_format": c[1],
-                         "images_per_step": trainer.images_per_step, "views_per_step": trainer.views_per_step,
-                         "views_per_s": round(trainer.views_per_step / step_s, 1),
-                         "images_per_s": round(trainer.images_per_step / step_s, 2),
-                         "step_s": round(step_s, 3), "phases_s": {k: round(v, 3) for k, v in phases.items()},
-                         "other_load_cores": max((x for x in loads[c] if x is not None), default=None)}
-                    print(f"{method} {r['shape']} {c[0]} {c[1]}: {r['views_per_s']} views/s, {r['images_per_s']} images/s "
-                          f"({r['step_s']} s per step of {r['images_per_step']} images, {r['views_per_step']} views); "
-                          f"phases {r['phases_s']}", file=sys.stderr, flush=True)
+                    r = {
+                        "shape": f"3x{size}x{size}",
+                        "method": method,
+                        "precision": c[0],
+                        "memory_format": c[1],
+                        "images_per_step": trainer.images_per_step,
+                        "views_per_step": trainer.views_per_step,
+                        "views_per_s": round(trainer.views_per_step / step_s, 1),
+                        "images_per_s": round(trainer.images_per_step / step_s, 2),
+                        "step_s": round(step_s, 3),
+                        "phases_s": {k: round(v, 3) for k, v in phases.items()},
+                        "other_load_cores": max((x for x in loads[c] if x is not None), default=None),
+                    }
+                    print(
+                        f"{method} {r['shape']} {c[0]} {c[1]}: {r['views_per_s']} views/s, {r['images_per_s']} images/s "
+                        f"({r['step_s']} s per step of {r['images_per_step']} images, {r['views_per_step']} views); "
+                        f"phases {r['phases_s']}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     out["runs"].append(r)
         if args.decoder_images:
             out.setdefault("post_hoc_decoder", []).extend(time_decoder_fit(size, args.decoder_images, precisions))
@@ -136,11 +153,22 @@ def time_decoder_fit(size: int, n: int, precisions: list[str]) -> list[dict]:
             t = time.perf_counter()
             fit_decoder(encode, images, spec, "cpu", max_epochs=1, progress=False, precision=precision)
             seconds = time.perf_counter() - t
-            rows.append({"shape": f"3x{size}x{size}", "precision": precision, "images": n, "epoch_s": round(seconds, 2),
-                         "images_per_s": round(n * 0.9 / seconds, 1)})  # 10% of the images are held out for validation
+            rows.append(
+                {
+                    "shape": f"3x{size}x{size}",
+                    "precision": precision,
+                    "images": n,
+                    "epoch_s": round(seconds, 2),
+                    "images_per_s": round(n * 0.9 / seconds, 1),
+                }
+            )  # 10% of the images are held out for validation
     for r in rows:
-        print(f"post-hoc conv decoder {r['shape']} {r['precision']}: {r['images_per_s']} images/s "
-              f"({r['epoch_s']} s for one epoch of {r['images']} images)", file=sys.stderr, flush=True)
+        print(
+            f"post-hoc conv decoder {r['shape']} {r['precision']}: {r['images_per_s']} images/s "
+            f"({r['epoch_s']} s for one epoch of {r['images']} images)",
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 

@@ -49,6 +49,7 @@ from simvae.run_config import EvalConfig
 # GaussianMixture.
 # ---------------------------------------------------------------------------------------------
 
+
 class LegacyHeadBank(nn.Module):
     """Probes of one kind (linear or MLP) stacked into one module: weights [T, in, out], so a
     step costs a few batched matrix products however many targets there are. Head t predicts
@@ -67,8 +68,8 @@ class LegacyHeadBank(nn.Module):
             w = torch.zeros(len(probes), linears[0][layer].in_features, out)
             b = torch.zeros(len(probes), out)
             for t, ls in enumerate(linears):  # each head starts as its own nn.Linear would
-                w[t, :, :ls[layer].out_features] = ls[layer].weight.detach().T
-                b[t, :ls[layer].out_features] = ls[layer].bias.detach()
+                w[t, :, : ls[layer].out_features] = ls[layer].weight.detach().T
+                b[t, : ls[layer].out_features] = ls[layer].bias.detach()
             self.w.append(nn.Parameter(w))
             self.b.append(nn.Parameter(b))
         mask = torch.zeros(len(probes), 1, c_max)
@@ -111,7 +112,7 @@ def _legacy_loss_acc(bank: LegacyHeadBank, x: torch.Tensor, y: torch.Tensor, blo
     correct = torch.zeros(y.shape[0], dtype=torch.long)
     count = torch.zeros(y.shape[0], dtype=torch.long)
     for s in range(0, x.shape[0], block):
-        nll, c, n = _legacy_nll(bank(x[s:s + block]), y[:, s:s + block])
+        nll, c, n = _legacy_nll(bank(x[s : s + block]), y[:, s : s + block])
         loss += nll.double().cpu()
         correct += c.cpu()
         count += n.cpu()
@@ -123,10 +124,24 @@ def _labels(y: torch.Tensor | None) -> torch.Tensor | None:
     return None if y is None else (y[:, None] if y.ndim == 1 else y)
 
 
-def legacy_train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_y: torch.Tensor, val_x: torch.Tensor | None,
-                 val_y: torch.Tensor | None, test_x: torch.Tensor, test_y: torch.Tensor, n_classes: int | list[int],
-                 lr: float = 3e-4, batch_size: int = 128, max_epochs: int = 200, patience: int = 10,
-                 hidden: int | None = None, seed: int = 0, progress=None, threads: int = 1) -> dict[str, dict]:
+def legacy_train_probes(
+    kinds: dict[str, str | tuple],
+    fit_x: torch.Tensor,
+    fit_y: torch.Tensor,
+    val_x: torch.Tensor | None,
+    val_y: torch.Tensor | None,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    n_classes: int | list[int],
+    lr: float = 3e-4,
+    batch_size: int = 128,
+    max_epochs: int = 200,
+    patience: int = 10,
+    hidden: int | None = None,
+    seed: int = 0,
+    progress=None,
+    threads: int = 1,
+) -> dict[str, dict]:
     """Train the probes ``{name: kind}``, ``{name: (kind, lr)}`` or ``{name: (kind, lr, t)}`` together;
     return ``{name: {acc, val_acc, val_loss, epochs, epochs_run, capped}}``.
 
@@ -161,8 +176,10 @@ def legacy_train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_
         columns.append(torch.tensor([t for _, t, _ in members], device=fit_x.device))
         groups.append({"params": list(bank.parameters()), "lr": head_lr})
     opt = torch.optim.Adam(groups, lr=lr)
-    state = {name: {"best_loss": float("inf"), "epoch": 0, "weights": None, "val_acc": None, "done": False,
-                    "fixed": val_x is None} for name in kinds}
+    state = {
+        name: {"best_loss": float("inf"), "epoch": 0, "weights": None, "val_acc": None, "done": False, "fixed": val_x is None}
+        for name in kinds
+    }
     if val_x is not None:  # a head without one labelled validation row cannot be stopped on it: fixed epochs
         for (_bank, names), cols in zip(modules, columns):
             for name, labelled in zip(names, (val_y[:, cols] >= 0).sum(0).tolist()):
@@ -176,10 +193,10 @@ def legacy_train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_
             ys = [fit_y[perm][:, cols].T.contiguous() for cols in columns]  # per bank: [T, n]
             full = [bool((y >= 0).all()) for y in ys]
             for s in range(0, n, batch_size):
-                xb = xs[s:s + batch_size]
+                xb = xs[s : s + batch_size]
                 loss = 0.0
                 for (bank, _), y, all_labelled in zip(modules, ys, full):
-                    logits, y_t = bank(xb), y[:, s:s + batch_size]  # [T, b, C], [T, b]
+                    logits, y_t = bank(xb), y[:, s : s + batch_size]  # [T, b, C], [T, b]
                     count = y_t.shape[1] if all_labelled else (y_t >= 0).sum(1).clamp(min=1)
                     loss = loss + (_legacy_row_nll(logits, y_t).sum(1) / count).sum()  # each head: the mean over its labelled rows
                 opt.zero_grad(set_to_none=True)
@@ -196,8 +213,7 @@ def legacy_train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_
                     if st["done"] or st["fixed"]:
                         continue  # trained on with its bank (free), but its best epoch is kept
                     if float(val_loss[t]) < st["best_loss"]:
-                        st.update(best_loss=float(val_loss[t]), epoch=epoch, weights=bank.head_state(t),
-                                  val_acc=float(val_acc[t]))
+                        st.update(best_loss=float(val_loss[t]), epoch=epoch, weights=bank.head_state(t), val_acc=float(val_acc[t]))
                     elif epoch - st["epoch"] >= patience:
                         st["done"] = True
             if all(st["done"] for st in state.values()):  # (a fixed-epoch head is never done)
@@ -211,32 +227,44 @@ def legacy_train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_
             for t, name in enumerate(names):
                 st = state[name]
                 stopped = not st["fixed"] and st["weights"] is not None
-                out[name] = {"acc": float(test_acc[t]), "val_acc": st["val_acc"],
-                             "val_loss": st["best_loss"] if stopped else float("nan"),
-                             "epochs": st["epoch"] if stopped else epoch, "epochs_run": epoch,
-                             "capped": stopped and not st["done"] and epoch == max_epochs}
+                out[name] = {
+                    "acc": float(test_acc[t]),
+                    "val_acc": st["val_acc"],
+                    "val_loss": st["best_loss"] if stopped else float("nan"),
+                    "epochs": st["epoch"] if stopped else epoch,
+                    "epochs_run": epoch,
+                    "capped": stopped and not st["done"] and epoch == max_epochs,
+                }
     return {name: out[name] for name in kinds}
 
 
-
-def legacy_gmm_evaluate(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, n_classes: int,
-                 restarts: int = 10, max_iter: int = 200, seed: int = 0) -> dict:
+def legacy_gmm_evaluate(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    n_classes: int,
+    restarts: int = 10,
+    max_iter: int = 200,
+    seed: int = 0,
+) -> dict:
     mean, std = train_x.mean(0), train_x.std(0) + 1e-8
     train_z, test_z = (train_x - mean) / std, (test_x - mean) / std
-    gmm = GaussianMixture(n_components=n_classes, covariance_type="full", n_init=restarts, max_iter=max_iter,
-                          reg_covar=1e-5, random_state=seed)
+    gmm = GaussianMixture(
+        n_components=n_classes, covariance_type="full", n_init=restarts, max_iter=max_iter, reg_covar=1e-5, random_state=seed
+    )
     gmm.fit(train_z)
     test_clusters = gmm.predict(test_z)
     # the standard unsupervised clustering accuracy: clusters matched to classes on the scored split
     mapping = match_clusters(test_clusters, test_y, n_classes)
     train_mapping = match_clusters(gmm.predict(train_z), train_y, n_classes)
-    return {"gmm_acc": float((mapping[test_clusters] == test_y).mean()),
-            "gmm_acc_train_matched": float((train_mapping[test_clusters] == test_y).mean()),
-            "gmm_nmi": float(normalized_mutual_info_score(test_y, test_clusters)),
-            "gmm_ari": float(adjusted_rand_score(test_y, test_clusters)),
-            "gmm_converged": bool(gmm.converged_)}
-
-
+    return {
+        "gmm_acc": float((mapping[test_clusters] == test_y).mean()),
+        "gmm_acc_train_matched": float((train_mapping[test_clusters] == test_y).mean()),
+        "gmm_nmi": float(normalized_mutual_info_score(test_y, test_clusters)),
+        "gmm_ari": float(adjusted_rand_score(test_y, test_clusters)),
+        "gmm_converged": bool(gmm.converged_),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,9 +288,16 @@ def encode(run_path: Path, cache: Path, style_images: int = 10000) -> dict:
     n = min(style_images, len(d.train_images))
     style_x, style_v = augmented_representations(run.method.encode, d.train_images[:n], run.augment_spec, d.binarized, 1)
     style_tx, style_tv = augmented_representations(run.method.encode, d.test_images, run.augment_spec, d.binarized, 2)
-    data = {"stamp": stamp, "state": run.state, "train_x": run.encode(d.train_images), "test_x": run.encode(d.test_images),
-            "targets": [vars(t) for t in d.targets()], "style_train_x": style_x, "style_test_x": style_tx,
-            "style_targets": [vars(t) for t in style_targets(style_v, style_tv, 4)]}
+    data = {
+        "stamp": stamp,
+        "state": run.state,
+        "train_x": run.encode(d.train_images),
+        "test_x": run.encode(d.test_images),
+        "targets": [vars(t) for t in d.targets()],
+        "style_train_x": style_x,
+        "style_test_x": style_tx,
+        "style_targets": [vars(t) for t in style_targets(style_v, style_tv, 4)],
+    }
     torch.save(data, cache)
     print(f"encoded {run_path} in {time.monotonic() - t:.1f}s -> {cache}", file=sys.stderr)
     return data
@@ -316,25 +351,29 @@ def main() -> None:
     results = {}  # (evaluator, old?) -> list of (seconds, figures), one per seed
     for i, seed in enumerate(args.seeds):
         for which in args.only.split(","):
-            for old in ((True, False) if i % 2 == 0 else (False, True)):  # interleaved
+            for old in (True, False) if i % 2 == 0 else (False, True):  # interleaved
                 seconds, figures = evaluate(data, which, seed, old)
                 results.setdefault((which, old), []).append((seconds, figures))
-                print(f"seed {seed} {which:6s} {'before' if old else 'after ':6s} {seconds:8.1f}s {json.dumps(figures)}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"seed {seed} {which:6s} {'before' if old else 'after ':6s} {seconds:8.1f}s {json.dumps(figures)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     rows = []
     for which in args.only.split(","):
         before, after = results[(which, True)], results[(which, False)]
         tb, ta = [s for s, _ in before], [s for s, _ in after]
-        rows.append(f"| {which} | seconds (min / median) | {min(tb):.1f} / {statistics.median(tb):.1f} | "
-                    f"{min(ta):.1f} / {statistics.median(ta):.1f} | x{statistics.median(tb) / statistics.median(ta):.1f} | |")
+        rows.append(
+            f"| {which} | seconds (min / median) | {min(tb):.1f} / {statistics.median(tb):.1f} | "
+            f"{min(ta):.1f} / {statistics.median(ta):.1f} | x{statistics.median(tb) / statistics.median(ta):.1f} | |"
+        )
         for key in before[0][1]:
             b = [f[key] for _, f in before]
             a = [f.get(key, float("nan")) for _, f in after]
             diff = max((abs(x - y) for x, y in zip(a, b)), default=0.0)
             rows.append(f"| {which} | {key} | {b[0]:.4g} | {a[0]:.4g} | {diff:.3g} | {max(b) - min(b):.3g} |")
     print(f"representations: {args.run} ({data['state']}); seeds {args.seeds}; {args.threads} intra-op thread(s)")
-    print("| evaluator | figure (seed %d) | before | after | largest after - before over seeds | noise: max - min before |"
-          % args.seeds[0])
+    print("| evaluator | figure (seed %d) | before | after | largest after - before over seeds | noise: max - min before |" % args.seeds[0])
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
     if args.json:

@@ -23,8 +23,7 @@ import torch
 
 from simvae.evaluate.probes import train_probes
 
-PRESETS = {"fashion": dict(n=50000, d=10, classes=[10, 2, 4, 9]),
-           "celeba": dict(n=162770, d=64, classes=[2, 5] + [2] * 20 + [2, 4, 9])}
+PRESETS = {"fashion": dict(n=50000, d=10, classes=[10, 2, 4, 9]), "celeba": dict(n=162770, d=64, classes=[2, 5] + [2] * 20 + [2, 4, 9])}
 
 
 def make(n: int, d: int, classes: list[int], seed: int = 0):
@@ -54,8 +53,19 @@ def run(mode: str, x, y, classes, epochs: int) -> float:
     t0 = time.perf_counter()
     groups = [list(range(len(classes)))] if mode == "joint" else [[t] for t in range(len(classes))]
     for targets in groups:
-        train_probes(heads_for(targets), x[fit], y[fit], x[val], y[val], x[val], y[val], classes,
-                     max_epochs=epochs, patience=10 ** 6, hidden=x.shape[1])
+        train_probes(
+            heads_for(targets),
+            x[fit],
+            y[fit],
+            x[val],
+            y[val],
+            x[val],
+            y[val],
+            classes,
+            max_epochs=epochs,
+            patience=10**6,
+            hidden=x.shape[1],
+        )
     return (time.perf_counter() - t0) / epochs
 
 
@@ -69,8 +79,14 @@ def main() -> None:
     p = PRESETS[args.preset]
     n = max(1000, int(p["n"] / 0.8 * args.scale))
     x, y = make(n, p["d"], p["classes"])
-    out = {"preset": args.preset, "images": n, "targets": len(p["classes"]), "dim": p["d"], "epochs": args.epochs,
-           "threads": torch.get_num_threads()}
+    out = {
+        "preset": args.preset,
+        "images": n,
+        "targets": len(p["classes"]),
+        "dim": p["d"],
+        "epochs": args.epochs,
+        "threads": torch.get_num_threads(),
+    }
     modes = ["joint", "separate"] if args.mode == "both" else [args.mode]
     run("joint", x[:256], y[:256], p["classes"], 1)  # warm-up: the first optimiser step imports several seconds of modules
     for mode in modes:

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from simvae.evaluate import METRICS, split_train_val
-from simvae.pipeline import evaluate_and_report as evaluate_run
 from simvae.evaluate.knn import knn_accuracies
+from simvae.pipeline import evaluate_and_report as evaluate_run
 from simvae.run_config import build_run_config
 from simvae.train import train
 
@@ -52,9 +52,21 @@ def main() -> None:
     size = {"batch_size": args.batch_size} if args.batch_size else {"views_per_step": args.views_per_step or 128}
     tag = f"b{args.batch_size}" if args.batch_size else f"v{size['views_per_step']}"
     out = Path(args.out or f"runs/bench-fashion-simvae-{args.precision}-{tag}-e{args.epochs}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run = build_run_config({"train": {"dataset": "fashion-mnist", "method": "simvae", "epochs": args.epochs, "seed": args.seed,
-                                      "precision": args.precision, "data_dir": args.data_dir, "device": args.device, **size},
-                            "eval": {"gmm_restarts": args.gmm_restarts, "seed": args.seed, "paper_probes": args.paper_probes}})
+    run = build_run_config(
+        {
+            "train": {
+                "dataset": "fashion-mnist",
+                "method": "simvae",
+                "epochs": args.epochs,
+                "seed": args.seed,
+                "precision": args.precision,
+                "data_dir": args.data_dir,
+                "device": args.device,
+                **size,
+            },
+            "eval": {"gmm_restarts": args.gmm_restarts, "seed": args.seed, "paper_probes": args.paper_probes},
+        }
+    )
     reached: dict[float, float | None] = {t: None for t in THRESHOLDS}
     curve = []
 
@@ -63,34 +75,46 @@ def main() -> None:
         data = trainer.data
         trainer.method.eval()
         with torch.no_grad():
-            reps = torch.cat([trainer.method.encode(data.train_images[s:s + 8192].to(trainer.device).float() / 255).float().cpu()
-                              for s in range(0, len(data.train_images), 8192)])
+            reps = torch.cat(
+                [
+                    trainer.method.encode(data.train_images[s : s + 8192].to(trainer.device).float() / 255).float().cpu()
+                    for s in range(0, len(data.train_images), 8192)
+                ]
+            )
         trainer.method.train()
         fit, val = split_train_val(len(reps), run.eval.val_size, run.eval.seed)
-        acc = float(knn_accuracies(reps[fit], data.train_labels[fit], reps[val], data.train_labels[val], 15,
-                                   len(data.classes)).max())
+        acc = float(knn_accuracies(reps[fit], data.train_labels[fit], reps[val], data.train_labels[val], 15, len(data.classes)).max())
         for t in THRESHOLDS:
             if reached[t] is None and acc >= t:
                 reached[t] = record["wall_seconds"]
         curve.append((record["epoch"], record["wall_seconds"], acc))
-        print(f"epoch {record['epoch']}: validation k-NN {acc:.4f} at {record['wall_seconds']:.0f}s of training",
-              file=sys.stderr, flush=True)
+        print(
+            f"epoch {record['epoch']}: validation k-NN {acc:.4f} at {record['wall_seconds']:.0f}s of training", file=sys.stderr, flush=True
+        )
         return {"val_knn_acc": acc}
 
     summary = train(run, out, progress=True, on_epoch_end=val_knn if args.time_to_accuracy else None)
     metrics = evaluate_run(out)
-    result = {"epochs": summary["epochs"], "precision": summary["precision"], "images_per_step": summary["images_per_step"],
-              "views_per_step": summary["views_per_step"], "train_seconds": summary["train_seconds"],
-              "train_images_per_s": summary["train_images_per_s"], "train_views_per_s": summary["train_views_per_s"],
-              **{k: metrics[k] for k in METRICS if k in metrics},
-              "run_dir": str(out)}
+    result = {
+        "epochs": summary["epochs"],
+        "precision": summary["precision"],
+        "images_per_step": summary["images_per_step"],
+        "views_per_step": summary["views_per_step"],
+        "train_seconds": summary["train_seconds"],
+        "train_images_per_s": summary["train_images_per_s"],
+        "train_views_per_s": summary["train_views_per_s"],
+        **{k: metrics[k] for k in METRICS if k in metrics},
+        "run_dir": str(out),
+    }
     if args.time_to_accuracy:
         result.update({f"seconds_to_val_knn_{t:.2f}": reached[t] for t in THRESHOLDS})
         result["val_knn_curve"] = curve
-    print(f"\nSimVAE on Fashion-MNIST, {summary['epochs']} epochs ({summary['precision']}, "
-          f"{summary['images_per_step']} images x 10 views per step): "
-          f"k-NN {metrics['knn_acc']:.4f}  linear {metrics['linear_acc']:.4f}  MLP {metrics['mlp_acc']:.4f}  "
-          f"GMM {metrics['gmm_acc']:.4f} / NMI {metrics['gmm_nmi']:.4f} / ARI {metrics['gmm_ari']:.4f}")
+    print(
+        f"\nSimVAE on Fashion-MNIST, {summary['epochs']} epochs ({summary['precision']}, "
+        f"{summary['images_per_step']} images x 10 views per step): "
+        f"k-NN {metrics['knn_acc']:.4f}  linear {metrics['linear_acc']:.4f}  MLP {metrics['mlp_acc']:.4f}  "
+        f"GMM {metrics['gmm_acc']:.4f} / NMI {metrics['gmm_nmi']:.4f} / ARI {metrics['gmm_ari']:.4f}"
+    )
     print(json.dumps(result))
 
 

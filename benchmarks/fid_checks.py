@@ -50,7 +50,7 @@ def features(net, images: torch.Tensor, what: str, batch: int = 50) -> torch.Ten
     out = []
     with torch.no_grad():
         for s in range(0, len(images), batch):
-            x = images[s:s + batch]
+            x = images[s : s + batch]
             out.append(net(x.float() / 255 if x.dtype == torch.uint8 else x))
     print(f"  features of {len(images)} {what}: {time.monotonic() - t:.0f}s", flush=True)
     return torch.cat(out).double()
@@ -71,18 +71,23 @@ def main() -> None:
     net = InceptionFeatures(args.device)
     data = load_dataset("cifar10", args.cifar_dir, download=False)
     g = torch.Generator().manual_seed(0)
-    train = data.train_images[torch.randperm(len(data.train_images), generator=g)[:args.n]]
-    test = data.test_images[torch.randperm(len(data.test_images), generator=g)[:args.n]]
-    result: dict = {"host": platform.processor() or platform.machine(), "torch": torch.__version__,
-                    "n": args.n, "noise_n": args.noise_n, "data": "CIFAR-10 (JPEG copy)"}
+    train = data.train_images[torch.randperm(len(data.train_images), generator=g)[: args.n]]
+    test = data.test_images[torch.randperm(len(data.test_images), generator=g)[: args.n]]
+    result: dict = {
+        "host": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "n": args.n,
+        "noise_n": args.noise_n,
+        "data": "CIFAR-10 (JPEG copy)",
+    }
     f_test = features(net, test, "test images")
     result["self_fid"] = fid_of(f_test, f_test)
     print(f"1. FID of {args.n} test images against themselves: {result['self_fid']:.4f}", flush=True)
 
-    clean = test[:args.noise_n].float() / 255
+    clean = test[: args.noise_n].float() / 255
     sigmas = [0.0, 0.02, 0.05, 0.1, 0.2]
     noise = torch.randn(clean.shape, generator=g)
-    f_clean = f_test[:args.noise_n]
+    f_clean = f_test[: args.noise_n]
     result["noise"] = {}
     for s in sigmas:
         f_noisy = f_clean if s == 0 else features(net, (clean + s * noise).clamp(0, 1), f"images with noise sd {s}")
@@ -97,8 +102,12 @@ def main() -> None:
     slope, intercept = np.polyfit(1.0 / np.array(sizes, dtype=float), np.array(fids), 1)
     result["train_vs_test"] = {str(k): f for k, f in zip(sizes, fids)}
     result["train_vs_test_extrapolated"] = float(intercept)
-    print("3. CIFAR-10 train vs test: " + ", ".join(f"N={k}: {f:.2f}" for k, f in zip(sizes, fids))
-          + f"; extrapolated to N -> inf: {intercept:.2f}", flush=True)
+    print(
+        "3. CIFAR-10 train vs test: "
+        + ", ".join(f"N={k}: {f:.2f}" for k, f in zip(sizes, fids))
+        + f"; extrapolated to N -> inf: {intercept:.2f}",
+        flush=True,
+    )
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=2)
     print(f"wrote {args.out}")

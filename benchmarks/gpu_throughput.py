@@ -57,8 +57,8 @@ def get_data(dataset: str, data_dir: str | None):
 def conv_network_status() -> tuple[list[str], str]:
     """(data sets using conv nets: CIFAR-10 32x32, CelebA 64x64; why none) — empty when the conv SimVAE cannot run."""
     from simvae.data import DATASETS
-    from simvae.presets import preset
     from simvae.nets import build_encoder
+    from simvae.presets import preset
 
     try:
         build_encoder("conv", (3, 32, 32), 128)
@@ -68,21 +68,33 @@ def conv_network_status() -> tuple[list[str], str]:
     return names, "" if names else "absent: simvae.nets builds a conv network but no registered data set uses it"
 
 
-def bench(dataset: str, data, steps: int, warmup: int, batch_size: int, views: int, bf16: bool, compile_: bool,
-          device: str = "cuda") -> dict:
+def bench(
+    dataset: str, data, steps: int, warmup: int, batch_size: int, views: int, bf16: bool, compile_: bool, device: str = "cuda"
+) -> dict:
     import torch
 
     cuda = device == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
-    from simvae.data import DATASETS
     from simvae.presets import preset
     from simvae.run_config import build_run_config
     from simvae.train import Trainer
 
-    run = build_run_config({"train": {"method": "simvae", "dataset": dataset, "batch_size": batch_size,
-                                      "device": device, "precision": "bf16" if bf16 else "fp32", "compile": compile_, "seed": 0, "epochs": 1},
-                            "method": {"n_views": views}})
+    run = build_run_config(
+        {
+            "train": {
+                "method": "simvae",
+                "dataset": dataset,
+                "batch_size": batch_size,
+                "device": device,
+                "precision": "bf16" if bf16 else "fp32",
+                "compile": compile_,
+                "seed": 0,
+                "epochs": 1,
+            },
+            "method": {"n_views": views},
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         if cuda:
             torch.cuda.empty_cache()
@@ -95,7 +107,7 @@ def bench(dataset: str, data, steps: int, warmup: int, batch_size: int, views: i
 
         def idx(s):
             k = s % per_epoch
-            return perm[k * batch_size:(k + 1) * batch_size]
+            return perm[k * batch_size : (k + 1) * batch_size]
 
         for s in range(warmup):
             trainer.train_step(idx(s))
@@ -109,13 +121,19 @@ def bench(dataset: str, data, steps: int, warmup: int, batch_size: int, views: i
         n_params = sum(p.numel() for p in trainer.method.parameters())
         del trainer
     return {
-        "dataset": dataset, "network": preset(dataset).network,
-        "precision": "bf16" if bf16 else "fp32", "compile": compile_,
-        "batch_size": batch_size, "n_views": views, "steps": steps,
+        "dataset": dataset,
+        "network": preset(dataset).network,
+        "precision": "bf16" if bf16 else "fp32",
+        "compile": compile_,
+        "batch_size": batch_size,
+        "n_views": views,
+        "steps": steps,
         "views_per_s": round(steps * batch_size * views / seconds, 1),
         "step_ms": round(seconds / steps * 1e3, 3),
-        "peak_memory_mib": round(torch.cuda.max_memory_allocated() / 2 ** 20, 1) if cuda else None,
-        "parameters": n_params, "final_loss": round(loss, 4), "data": data.source,
+        "peak_memory_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+        "parameters": n_params,
+        "final_loss": round(loss, 4),
+        "data": data.source,
     }
 
 
@@ -137,16 +155,25 @@ def main(argv=None) -> None:
         fail("PyTorch is not installed in this Python environment")
     device = "cpu" if args.dry_run_cpu else "cuda"
     if not torch.cuda.is_available() and not args.dry_run_cpu:
-        why = "this PyTorch build has no CUDA support" if torch.version.cuda is None else \
-            "no CUDA GPU is visible (torch.cuda.is_available() is False)"
+        why = (
+            "this PyTorch build has no CUDA support"
+            if torch.version.cuda is None
+            else "no CUDA GPU is visible (torch.cuda.is_available() is False)"
+        )
         fail(f"needs a CUDA GPU, but {why}; on a CPU-only machine run benchmarks/throughput.py instead")
 
     precisions = [True] + ([False] if args.fp32 else [])
-    result = {"gpu": torch.cuda.get_device_name(0) if device == "cuda" else "none (--dry-run-cpu)", "torch": torch.__version__, "cuda": torch.version.cuda, "runs": []}
+    result = {
+        "gpu": torch.cuda.get_device_name(0) if device == "cuda" else "none (--dry-run-cpu)",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "runs": [],
+    }
     data = get_data("fashion-mnist", args.data_dir)
     for bf16 in precisions:
-        result["runs"].append(bench("fashion-mnist", data, args.steps, args.warmup, args.batch_size, args.views,
-                                    bf16, args.compile, device))
+        result["runs"].append(
+            bench("fashion-mnist", data, args.steps, args.warmup, args.batch_size, args.views, bf16, args.compile, device)
+        )
     conv_datasets, why = conv_network_status()
     if not conv_datasets:
         result["conv"] = why
@@ -154,12 +181,15 @@ def main(argv=None) -> None:
     for conv_dataset in conv_datasets:
         conv_data = get_data(conv_dataset, args.data_dir)
         for bf16 in precisions:
-            result["runs"].append(bench(conv_dataset, conv_data, args.steps, args.warmup, args.batch_size, args.views,
-                                        bf16, args.compile, device))
+            result["runs"].append(
+                bench(conv_dataset, conv_data, args.steps, args.warmup, args.batch_size, args.views, bf16, args.compile, device)
+            )
     for r in result["runs"]:
-        print(f"gpu_throughput: {r['network']:4s} {r['precision']} batch {r['batch_size']}x{r['n_views']}: "
-              f"{r['views_per_s']:.0f} views/s, {r['step_ms']:.2f} ms/step, peak {r['peak_memory_mib']} MiB",
-              file=sys.stderr)
+        print(
+            f"gpu_throughput: {r['network']:4s} {r['precision']} batch {r['batch_size']}x{r['n_views']}: "
+            f"{r['views_per_s']:.0f} views/s, {r['step_ms']:.2f} ms/step, peak {r['peak_memory_mib']} MiB",
+            file=sys.stderr,
+        )
     print(json.dumps(result))
 
 

@@ -64,6 +64,7 @@ DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
 # helpers
 # ------------------------------------------------------------------------------------------
 
+
 def load() -> float:
     return os.getloadavg()[0]
 
@@ -129,9 +130,11 @@ def machine_line() -> str:
         flags = ",".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags)
     except (OSError, StopIteration):
         pass
-    return (f"{name}; {os.cpu_count()} logical CPUs; torch {torch.__version__} "
-            f"({torch.backends.cpu.get_cpu_capability()}{'; ' + flags if flags else ''}); "
-            f"{torch.get_num_threads()} intra-op threads")
+    return (
+        f"{name}; {os.cpu_count()} logical CPUs; torch {torch.__version__} "
+        f"({torch.backends.cpu.get_cpu_capability()}{'; ' + flags if flags else ''}); "
+        f"{torch.get_num_threads()} intra-op threads"
+    )
 
 
 def matmul_gflops(n: int = 2048, dtype=torch.float32, repeats: int = 7) -> float:
@@ -145,7 +148,7 @@ def matmul_gflops(n: int = 2048, dtype=torch.float32, repeats: int = 7) -> float
         t = time.perf_counter()
         torch.mm(a, b, out=c)
         best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def _r(x, nd: int = 2):
@@ -197,7 +200,7 @@ def gemm_shapes_gflops(method, rows: int, dtype=torch.float32, repeats: int = 5)
 
 COMPOSITIONS = {
     "views128": {"views_per_step": 128},  # the paper's protocol: 12 images x 10 views
-    "images128": {"batch_size": 128},     # the earlier default: 128 images x 10 views
+    "images128": {"batch_size": 128},  # the earlier default: 128 images x 10 views
 }
 
 
@@ -206,10 +209,21 @@ def make_trainer(data, out: Path, size: dict, n_views: int, precision: str, seed
     from simvae.train import Trainer
 
     # the thread count set here (torch's default or --threads), not the Trainer's choice from the load
-    run = build_run_config({"train": {"method": "simvae", "dataset": "fashion-mnist", **size,
-                                      "device": "cpu", "precision": precision, "seed": seed, "epochs": 1,
-                                      "threads": torch.get_num_threads()},
-                            "method": {"n_views": n_views}})
+    run = build_run_config(
+        {
+            "train": {
+                "method": "simvae",
+                "dataset": "fashion-mnist",
+                **size,
+                "device": "cpu",
+                "precision": precision,
+                "seed": seed,
+                "epochs": 1,
+                "threads": torch.get_num_threads(),
+            },
+            "method": {"n_views": n_views},
+        }
+    )
     return Trainer(run, out, data=data, progress=False)
 
 
@@ -222,7 +236,7 @@ def index_batches(n_images: int, batch_size: int, count: int, seed: int = 0):
         if s and s % per_epoch == 0:
             perm = torch.randperm(n_images, generator=g)
         k = s % per_epoch
-        out.append(perm[k * batch_size:(k + 1) * batch_size])
+        out.append(perm[k * batch_size : (k + 1) * batch_size])
     return out
 
 
@@ -248,10 +262,15 @@ def time_train_steps(trainer, steps: int, warmup: int, budget_s: float | None = 
                 break
         total = time.perf_counter() - t_all
     views = len(per_step) * trainer.views_per_step
-    return {"seconds": total, "steps": len(per_step), "views_per_s": views / total,
-            "median_step_s": statistics.median(per_step),
-            "views_per_s_median": trainer.views_per_step / statistics.median(per_step),
-            "loss": float(last["loss"]), "load": other.cores}
+    return {
+        "seconds": total,
+        "steps": len(per_step),
+        "views_per_s": views / total,
+        "median_step_s": statistics.median(per_step),
+        "views_per_s_median": trainer.views_per_step / statistics.median(per_step),
+        "loss": float(last["loss"]),
+        "load": other.cores,
+    }
 
 
 def time_breakdown(trainer, steps: int, warmup: int = 3) -> dict:
@@ -259,7 +278,7 @@ def time_breakdown(trainer, steps: int, warmup: int = 3) -> dict:
     one, and what is left of a whole ``train_step`` (Python and allocator overhead between them)."""
     idxs = index_batches(len(trainer.data.train_images), trainer.images_per_step, 2 * (warmup + steps), seed=1)
     phases = {k: 0.0 for k in ("make_batch", "forward", "backward", "optimizer")}
-    for s, idx in enumerate(idxs[:warmup + steps]):
+    for s, idx in enumerate(idxs[: warmup + steps]):
         t0 = time.perf_counter()
         batch = trainer.make_batch(idx)
         t1 = time.perf_counter()
@@ -286,8 +305,7 @@ def time_optimizer_variants(trainer, repeats: int = 20) -> dict:
             p.grad = torch.randn_like(p) * 1e-3
     lr = trainer.run.train.lr
     result = {}
-    for name, kwargs in (("for-loop (default on CPU)", {"foreach": False}), ("foreach", {"foreach": True}),
-                         ("fused", {"fused": True})):
+    for name, kwargs in (("for-loop (default on CPU)", {"foreach": False}), ("foreach", {"foreach": True}), ("fused", {"fused": True})):
         backup = [p.detach().clone() for p in params]
         try:
             opt = torch.optim.Adam(params, lr=lr, **kwargs)
@@ -310,6 +328,7 @@ def time_optimizer_variants(trainer, repeats: int = 20) -> dict:
 # (b) the usual pipeline: per-image torchvision transforms in DataLoader workers
 # ------------------------------------------------------------------------------------------
 
+
 class MultiViewDataset(torch.utils.data.Dataset):
     """J torchvision-augmented views of each image, made one image and one view at a time."""
 
@@ -318,11 +337,13 @@ class MultiViewDataset(torch.utils.data.Dataset):
 
         self.images = images_uint8[:, 0].numpy()  # [N, 28, 28] uint8, as torchvision's FashionMNIST holds them
         self.n_views = n_views
-        self.transform = transforms.Compose([
-            transforms.RandomResizedCrop(28, scale=(0.4, 1.0), ratio=(0.75, 1.3)),
-            transforms.RandomVerticalFlip(0.5),
-            transforms.ToTensor(),
-        ])
+        self.transform = transforms.Compose(
+            [
+                transforms.RandomResizedCrop(28, scale=(0.4, 1.0), ratio=(0.75, 1.3)),
+                transforms.RandomVerticalFlip(0.5),
+                transforms.ToTensor(),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -336,8 +357,15 @@ class MultiViewDataset(torch.utils.data.Dataset):
 
 def reference_loader(data, n_views: int, batch_size: int, workers: int):
     ds = MultiViewDataset(data.train_images, n_views)
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
-                                       persistent_workers=workers > 0, prefetch_factor=2 if workers > 0 else None)
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=2 if workers > 0 else None,
+    )
 
 
 def time_reference(data, n_views: int, batch_size: int, workers: int, steps: int, warmup: int) -> dict:
@@ -370,8 +398,13 @@ def time_reference(data, n_views: int, batch_size: int, workers: int, steps: int
             loss = step(views)
         total = time.perf_counter() - t
     del it, loader
-    return {"seconds": total, "views_per_s": steps * batch_size * n_views / total, "waiting_for_data_s": wait,
-            "loss": loss, "load": other.cores}
+    return {
+        "seconds": total,
+        "views_per_s": steps * batch_size * n_views / total,
+        "waiting_for_data_s": wait,
+        "loss": loss,
+        "load": other.cores,
+    }
 
 
 def time_reference_data_only(data, n_views: int, batch_size: int, workers: int, steps: int) -> float:
@@ -388,6 +421,7 @@ def time_reference_data_only(data, n_views: int, batch_size: int, workers: int, 
 # main
 # ------------------------------------------------------------------------------------------
 
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=60, help="timed training steps per configuration (default 60)")
@@ -396,13 +430,21 @@ def main(argv=None) -> dict:
     ap.add_argument("--views", type=int, default=10, help="J, views per image (default 10)")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference pipeline (default 2)")
     ap.add_argument("--data-dir", default=os.environ.get("SIMVAE_DATA_DIR", DEFAULT_DATA_DIR))
-    ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
-                    help="time bf16 autocast too: auto = only where the CPU has native bf16 (default)")
+    ap.add_argument(
+        "--bf16",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="time bf16 autocast too: auto = only where the CPU has native bf16 (default)",
+    )
     ap.add_argument("--bf16-seconds", type=float, default=60.0, help="time box of each bf16 measurement (default 60)")
     ap.add_argument("--no-reference", action="store_true", help="skip the per-image torchvision pipeline")
     ap.add_argument("--no-extras", action="store_true", help="skip the breakdown, Adam variants and 1-thread timing")
-    ap.add_argument("--busy-threshold", type=float, default=0.25,
-                    help="repeat a headline measurement when other processes kept more cores than this busy (default 0.25)")
+    ap.add_argument(
+        "--busy-threshold",
+        type=float,
+        default=0.25,
+        help="repeat a headline measurement when other processes kept more cores than this busy (default 0.25)",
+    )
     ap.add_argument("--retries", type=int, default=1, help="repeats of a disturbed headline measurement (default 1)")
     ap.add_argument("--retry-wait", type=float, default=20.0, help="seconds to wait before a repeat (default 20)")
     args = ap.parse_args(argv)
@@ -420,10 +462,14 @@ def main(argv=None) -> dict:
     print(f"data: Fashion-MNIST {tuple(data.train_images.shape)} uint8 in memory ({data.source})")
     j = args.views
     do_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and native)
-    bf16_note = ("timed" if do_bf16 and native else
-                 f"timed, time-boxed to {args.bf16_seconds:.0f} s: this CPU only emulates bf16" if do_bf16 else
-                 "skipped: this CPU has no native bf16 (AVX-512 BF16 / AMX), where bf16 autocast is emulated and "
-                 "runs many times slower than fp32; --bf16 on times it anyway, time-boxed")
+    bf16_note = (
+        "timed"
+        if do_bf16 and native
+        else f"timed, time-boxed to {args.bf16_seconds:.0f} s: this CPU only emulates bf16"
+        if do_bf16
+        else "skipped: this CPU has no native bf16 (AVX-512 BF16 / AMX), where bf16 autocast is emulated and "
+        "runs many times slower than fp32; --bf16 on times it anyway, time-boxed"
+    )
     print(f"bf16: {bf16_note}")
 
     def quiet(measure, what: str):
@@ -435,8 +481,11 @@ def main(argv=None) -> dict:
                 if busy is not None and busy > args.busy_threshold:
                     print(f"  warning: {what} measured while other processes kept {busy:.2f} cores busy", flush=True)
                 return r
-            print(f"  {what}: other processes kept {busy:.2f} cores busy; waiting {args.retry_wait:.0f} s and "
-                  f"measuring again ({attempt + 1}/{args.retries})", flush=True)
+            print(
+                f"  {what}: other processes kept {busy:.2f} cores busy; waiting {args.retry_wait:.0f} s and "
+                f"measuring again ({attempt + 1}/{args.retries})",
+                flush=True,
+            )
             time.sleep(args.retry_wait)
 
     out: dict = {"host": host_description(), "cpu_native_bf16": native, "bf16": bf16_note, "compositions": {}}
@@ -452,20 +501,30 @@ def main(argv=None) -> dict:
             flops, _ = step_flops(trainer.method, rows)
             fp32 = quiet(lambda t=trainer: time_train_steps(t, args.steps, args.warmup), f"{name} fp32")
             gf = flops / fp32["median_step_s"] / 1e9
-            comp = {"images_per_step": trainer.images_per_step, "views_per_step": rows,
-                    "fp32_views_per_s": round(fp32["views_per_s"], 1),
-                    "fp32_step_ms_median": round(fp32["median_step_s"] * 1e3, 2),
-                    "step_gflop": round(flops / 1e9, 3), "step_gflops": round(gf, 2),
-                    "efficiency": round(gf / mm, 3), "other_cores_busy": _r(fp32["load"])}
-            print(f"{name + f' ({trainer.images_per_step} x {j}), fp32':52s} {fp32['views_per_s']:9.0f} "
-                  f"{fp32['median_step_s'] * 1e3:9.1f} {gf:9.1f} {fp32['load'] or 0:6.2f}", flush=True)
+            comp = {
+                "images_per_step": trainer.images_per_step,
+                "views_per_step": rows,
+                "fp32_views_per_s": round(fp32["views_per_s"], 1),
+                "fp32_step_ms_median": round(fp32["median_step_s"] * 1e3, 2),
+                "step_gflop": round(flops / 1e9, 3),
+                "step_gflops": round(gf, 2),
+                "efficiency": round(gf / mm, 3),
+                "other_cores_busy": _r(fp32["load"]),
+            }
+            print(
+                f"{name + f' ({trainer.images_per_step} x {j}), fp32':52s} {fp32['views_per_s']:9.0f} "
+                f"{fp32['median_step_s'] * 1e3:9.1f} {gf:9.1f} {fp32['load'] or 0:6.2f}",
+                flush=True,
+            )
             if not args.no_extras:
                 bd = time_breakdown(trainer, max(10, args.steps // 3))
                 parts = bd["make_batch"] + bd["forward"] + bd["backward"] + bd["optimizer"]
                 bd["overhead"] = max(0.0, bd["whole_step_median"] - parts)
                 comp["breakdown_ms"] = {k: round(v * 1e3, 2) for k, v in bd.items()}
-                print("    where the time goes: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in bd.items()
-                                                             if k != "whole_step_median"), flush=True)
+                print(
+                    "    where the time goes: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in bd.items() if k != "whole_step_median"),
+                    flush=True,
+                )
                 if torch.get_num_threads() > 1:
                     n_threads = torch.get_num_threads()
                     torch.set_num_threads(1)
@@ -473,8 +532,7 @@ def main(argv=None) -> dict:
                         t1 = make_trainer(data, Path(tmp) / f"{name}-t1", size, j, "fp32")
                         r1 = time_train_steps(t1, max(10, args.steps // 3), 3)
                         comp["fp32_1_thread_views_per_s"] = round(r1["views_per_s"], 1)
-                        print(f"{'    same, 1 intra-op thread':52s} {r1['views_per_s']:9.0f} "
-                              f"{r1['median_step_s'] * 1e3:9.1f}", flush=True)
+                        print(f"{'    same, 1 intra-op thread':52s} {r1['views_per_s']:9.0f} {r1['median_step_s'] * 1e3:9.1f}", flush=True)
                         del t1
                     finally:
                         torch.set_num_threads(n_threads)
@@ -483,23 +541,31 @@ def main(argv=None) -> dict:
                 rb = time_train_steps(tb, args.steps, min(args.warmup, 3), budget_s=None if native else args.bf16_seconds)
                 comp["bf16_views_per_s"] = round(rb["views_per_s"], 1)
                 comp["bf16_steps_timed"] = rb["steps"]
-                print(f"{name + ', bf16 autocast':52s} {rb['views_per_s']:9.0f} {rb['median_step_s'] * 1e3:9.1f}",
-                      flush=True)
+                print(f"{name + ', bf16 autocast':52s} {rb['views_per_s']:9.0f} {rb['median_step_s'] * 1e3:9.1f}", flush=True)
                 del tb
             out["compositions"][name] = comp
             if name == "images128" and not args.no_extras:
-                out["adam_step_ms"] = {k: (round(v * 1e3, 2) if isinstance(v, float) else v)
-                                       for k, v in time_optimizer_variants(trainer).items()}
+                out["adam_step_ms"] = {
+                    k: (round(v * 1e3, 2) if isinstance(v, float) else v) for k, v in time_optimizer_variants(trainer).items()
+                }
             del trainer
         if not args.no_reference:
-            ref = quiet(lambda: time_reference(data, j, 128, args.workers, args.steps, max(3, args.warmup // 2)),
-                        "reference pipeline")
+            ref = quiet(lambda: time_reference(data, j, 128, args.workers, args.steps, max(3, args.warmup // 2)), "reference pipeline")
             out["reference_views_per_s"] = round(ref["views_per_s"], 1)
             out["speedup_images128"] = round(out["compositions"]["images128"]["fp32_views_per_s"] / ref["views_per_s"], 3)
             print(f"{'reference: Dataset + torchvision per image, 128 x 10':52s} {ref['views_per_s']:9.0f}", flush=True)
     print("-" * 90)
-    out.update({"steps": args.steps, "warmup": args.warmup, "threads": torch.get_num_threads(), "wait_policy": WAIT_POLICY,
-                "loadavg_start": round(load_start, 2), "loadavg_end": round(load(), 2), "torch": torch.__version__})
+    out.update(
+        {
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "threads": torch.get_num_threads(),
+            "wait_policy": WAIT_POLICY,
+            "loadavg_start": round(load_start, 2),
+            "loadavg_end": round(load(), 2),
+            "torch": torch.__version__,
+        }
+    )
     print(json.dumps(out))
     return out
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._version import __version__
+
 __all__ = ["train_run", "evaluate_run", "load_run", "__version__"]
 # (named *_run so that the submodules simvae.train and simvae.evaluate do not shadow them)
 
 
-def train_run(config: dict | None, out: str | Path, resume: bool = False, overwrite: bool = False,
-              progress: bool = True) -> dict:
+def train_run(config: dict | None, out: str | Path, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
     """Train a run described by ``{"train": {...}, "method": {...}, "eval": {...}}`` into ``out`` and
     return its training summary; the same rules as ``simvae train``: strict, typed options, a method
     option refused for a method that does not take it, evaluator names checked before any work. With
@@ -28,7 +28,8 @@ def train_run(config: dict | None, out: str | Path, resume: bool = False, overwr
     Raises SimvaeError (ConfigError, DataError, RunDirError, DivergenceError)."""
     from .pipeline import check_evaluators
     from .run_config import assemble_run_config
-    from .train import resume_run_config, train as _train
+    from .train import resume_run_config
+    from .train import train as _train
 
     if resume:
         config = dict(config or {})

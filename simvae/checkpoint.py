@@ -8,7 +8,6 @@ and the resolved config.
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import warnings
@@ -28,8 +27,12 @@ def rng_state(generator: torch.Generator) -> dict:
     np_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached": float(np_state[4]),
+        },
         "python": _python_state_to_tensor(random.getstate()),
         "generator": generator.get_state(),
     }
@@ -79,8 +82,7 @@ def _load_error_reason(e: Exception) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if isinstance(e, pickle.UnpicklingError) and "Weights only" in text:
         detail = next((line for line in lines[1:] if not line.startswith(("Please file", "Check the documentation"))), "")
-        return ("not a checkpoint written by simvae, or damaged (a safe load refuses its content"
-                + (f": {detail})" if detail else ")"))
+        return "not a checkpoint written by simvae, or damaged (a safe load refuses its content" + (f": {detail})" if detail else ")")
     if isinstance(e, EOFError) or not lines:
         return f"the file is empty or truncated ({type(e).__name__})"
     return f"the file is damaged or truncated ({lines[0].split('. ')[0]})"
@@ -93,13 +95,20 @@ def load_model_state(model: torch.nn.Module, state: dict, method: str, ckpt_meth
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-             if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if missing or extra or wrong:
-        detail = "; ".join(filter(None, [
-            f"missing {', '.join(missing[:3])}" if missing else "",
-            f"unexpected {', '.join(extra[:3])}" if extra else "",
-            f"shape {', '.join(wrong[:3])}" if wrong else ""]))
+        detail = "; ".join(
+            filter(
+                None,
+                [
+                    f"missing {', '.join(missing[:3])}" if missing else "",
+                    f"unexpected {', '.join(extra[:3])}" if extra else "",
+                    f"shape {', '.join(wrong[:3])}" if wrong else "",
+                ],
+            )
+        )
         raise CheckpointError(f"{path} does not fit this '{method}' architecture ({detail})")
     model.load_state_dict(state)
 

@@ -7,7 +7,6 @@ stderr (with the closest valid name where there is one) and exits non-zero.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -28,17 +27,48 @@ UNSET_MEANS = {"train_subset": "all training images"}
 # Names other tools give our options and commands (suggested when one is given): spelling
 # similarity alone would suggest --linear-lr-search for --learning-rate.
 OPTION_ALIASES = {
-    "--learning-rate": "--lr", "--learningrate": "--lr", "--batch": "--batch-size", "--bs": "--batch-size",
-    "--batchsize": "--batch-size", "--views": "--n-views", "--num-views": "--n-views", "--nviews": "--n-views",
-    "--augmentations": "--n-views", "--n-augmentations": "--n-views", "--epoch": "--epochs", "--n-epochs": "--epochs",
-    "--num-epochs": "--epochs", "--max-epochs": "--epochs", "--output": "--out", "--output-dir": "--out",
-    "--out-dir": "--out", "--outdir": "--out", "--run-dir": "--out", "--data": "--data-dir", "--data-path": "--data-dir",
-    "--data-root": "--data-dir", "--root": "--data-dir", "--latent": "--latent-dim", "--z-dim": "--latent-dim",
-    "--zdim": "--latent-dim", "--latent-size": "--latent-dim", "--model": "--method", "--algorithm": "--method",
-    "--gpu": "--device", "--cuda": "--device", "--subset": "--train-subset", "--n-train": "--train-subset",
-    "--quick": "--quick-eval", "--fast": "--quick-eval", "--num-threads": "--threads",
-    "--prior-variance": "--prior-var", "--likelihood-variance": "--likelihood-var", "--temp": "--temperature",
-    "--tau": "--temperature", "--continue": "--resume", "--force": "--overwrite",
+    "--learning-rate": "--lr",
+    "--learningrate": "--lr",
+    "--batch": "--batch-size",
+    "--bs": "--batch-size",
+    "--batchsize": "--batch-size",
+    "--views": "--n-views",
+    "--num-views": "--n-views",
+    "--nviews": "--n-views",
+    "--augmentations": "--n-views",
+    "--n-augmentations": "--n-views",
+    "--epoch": "--epochs",
+    "--n-epochs": "--epochs",
+    "--num-epochs": "--epochs",
+    "--max-epochs": "--epochs",
+    "--output": "--out",
+    "--output-dir": "--out",
+    "--out-dir": "--out",
+    "--outdir": "--out",
+    "--run-dir": "--out",
+    "--data": "--data-dir",
+    "--data-path": "--data-dir",
+    "--data-root": "--data-dir",
+    "--root": "--data-dir",
+    "--latent": "--latent-dim",
+    "--z-dim": "--latent-dim",
+    "--zdim": "--latent-dim",
+    "--latent-size": "--latent-dim",
+    "--model": "--method",
+    "--algorithm": "--method",
+    "--gpu": "--device",
+    "--cuda": "--device",
+    "--subset": "--train-subset",
+    "--n-train": "--train-subset",
+    "--quick": "--quick-eval",
+    "--fast": "--quick-eval",
+    "--num-threads": "--threads",
+    "--prior-variance": "--prior-var",
+    "--likelihood-variance": "--likelihood-var",
+    "--temp": "--temperature",
+    "--tau": "--temperature",
+    "--continue": "--resume",
+    "--force": "--overwrite",
 }
 COMMAND_ALIASES = {"eval": "evaluate", "fit": "train", "run": "train", "list": "methods", "diff": "compare"}
 
@@ -99,7 +129,8 @@ def _opt(name: str) -> str:
 
 def version() -> str:
     """The installed distribution's version, else the source tree's ``simvae.__version__``."""
-    from importlib.metadata import PackageNotFoundError, version as dist_version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
 
     try:
         return dist_version("simvae")
@@ -156,24 +187,39 @@ def _add_config_fields(parser, cls, skip=(), group_title: str | None = None):
 def build_parser() -> argparse.ArgumentParser:
     from .run_config import EvalConfig, TrainConfig
 
-    p = OneLineParser(prog="simvae", allow_abbrev=False,
-                      description="Generative self-supervised representation learning (SimVAE) with fair baselines "
-                                  "and evaluation.")
+    p = OneLineParser(
+        prog="simvae",
+        allow_abbrev=False,
+        description="Generative self-supervised representation learning (SimVAE) with fair baselines and evaluation.",
+    )
     p.add_argument("--version", action="version", version=f"simvae {version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     p.set_defaults(command=None)
 
-    t = sub.add_parser("train", allow_abbrev=False, help="train a method and (by default) evaluate it",
-                       description="Train a method; then evaluate it and write the report (unless --no-eval). "
-                                   "With no options: SimVAE on Fashion-MNIST for a short budget.")
+    t = sub.add_parser(
+        "train",
+        allow_abbrev=False,
+        help="train a method and (by default) evaluate it",
+        description="Train a method; then evaluate it and write the report (unless --no-eval). "
+        "With no options: SimVAE on Fashion-MNIST for a short budget.",
+    )
     t.add_argument("--out", metavar="RUN_DIR", help="run folder (default: runs/DATASET-METHOD-TIME)")
     t.add_argument("--config", metavar="FILE", help="JSON config with sections train, method, eval (options override it)")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint; "
-                                                       "with --epochs N, extend a finished run to N epochs")
-    t.add_argument("--overwrite", action="store_true", help="replace a run already in --out (reusing its own config "
-                                                            "unless options or --config are given)")
-    t.add_argument("--quick-eval", action="store_true", help="the quick evaluation preset for short runs "
-                                                             "(10k training images, short probes, 1 GMM restart)")
+    t.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last checkpoint; with --epochs N, extend a finished run to N epochs",
+    )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run already in --out (reusing its own config unless options or --config are given)",
+    )
+    t.add_argument(
+        "--quick-eval",
+        action="store_true",
+        help="the quick evaluation preset for short runs (10k training images, short probes, 1 GMM restart)",
+    )
     t.add_argument("--no-eval", action="store_true", help="train only; run 'simvae evaluate RUN_DIR' later")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_fields(t, TrainConfig, group_title="training")
@@ -198,41 +244,57 @@ def build_parser() -> argparse.ArgumentParser:
             else:
                 defaults = entry["defaults"][mname]
             flags = [_opt(name)] + ([_opt(old_names[name])] if name in old_names else [])
-            mg.add_argument(*flags, dest=f"m_{name}", default=None, metavar=name.upper().replace("_", "-"),
-                            help=_with_default(entry["help"], name, defaults)
-                            + (f" [{_opt(old_names[name])}: deprecated spelling]" if name in old_names else ""))
-    _add_config_fields(t, EvalConfig, skip={"device", "seed", "quick"}, group_title="evaluation (after training; --seed here is the training seed)")
+            mg.add_argument(
+                *flags,
+                dest=f"m_{name}",
+                default=None,
+                metavar=name.upper().replace("_", "-"),
+                help=_with_default(entry["help"], name, defaults)
+                + (f" [{_opt(old_names[name])}: deprecated spelling]" if name in old_names else ""),
+            )
+    _add_config_fields(
+        t, EvalConfig, skip={"device", "seed", "quick"}, group_title="evaluation (after training; --seed here is the training seed)"
+    )
 
     e = sub.add_parser("evaluate", allow_abbrev=False, help="evaluate a run: k-NN, probes, GMM; metrics.json and report")
     e.add_argument("run_dir", metavar="RUN_DIR")
     e.add_argument("--quiet", action="store_true", help="no progress messages")
     how = e.add_mutually_exclusive_group()
-    how.add_argument("--quick-eval", action="store_true", help="the quick evaluation preset (10k training images, "
-                                                               "short probes, 1 GMM restart), kept as eval/quick*/")
+    how.add_argument(
+        "--quick-eval",
+        action="store_true",
+        help="the quick evaluation preset (10k training images, short probes, 1 GMM restart), kept as eval/quick*/",
+    )
     how.add_argument("--full-eval", action="store_true", help="the full protocol, also for a run trained with --quick-eval")
     _add_config_fields(e, EvalConfig, skip={"quick"}, group_title="evaluation")
 
     c = sub.add_parser("compare", allow_abbrev=False, help="one table and one reconstruction figure across runs")
     c.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
-    c.add_argument("--out", metavar="DIR", default="comparison",
-                   help="folder for comparison.md, .csv and .png (default: comparison)")
+    c.add_argument("--out", metavar="DIR", default="comparison", help="folder for comparison.md, .csv and .png (default: comparison)")
     c.add_argument("--overwrite", action="store_true", help="replace the files of an earlier comparison in --out")
 
     sub.add_parser("methods", help="describe the methods and their options")
 
-    m = sub.add_parser("embed", allow_abbrev=False, help="write the representation of every image of a folder",
-                       description="Encode every image found in --data-dir with a trained run and write the "
-                                   "representations: FILE.npy (float32 [N, d] posterior means), FILE.paths.txt (the "
-                                   "image of each row), FILE.var.npy (posterior variances, generative methods); or "
-                                   "FILE.parquet (columns path, label, mean, var).")
+    m = sub.add_parser(
+        "embed",
+        allow_abbrev=False,
+        help="write the representation of every image of a folder",
+        description="Encode every image found in --data-dir with a trained run and write the "
+        "representations: FILE.npy (float32 [N, d] posterior means), FILE.paths.txt (the "
+        "image of each row), FILE.var.npy (posterior variances, generative methods); or "
+        "FILE.parquet (columns path, label, mean, var).",
+    )
     m.add_argument("run_dir", metavar="RUN_DIR")
     m.add_argument("--data-dir", metavar="DIR", help="the images (default: the run's own data folder)")
     m.add_argument("--dataset", metavar="NAME", help="how to read DIR (default: the run's data set, e.g. folder)")
     m.add_argument("--out", metavar="FILE", required=True, help="FILE[.npy] or FILE.parquet")
-    m.add_argument("--channels", type=int, choices=(1, 3), help="image folders: convert the images to 1 (grey) or 3 "
-                                                                "(colour) channels (default: as found; must match the run)")
-    m.add_argument("--strict", action="store_true", help="image folders: stop on an unreadable image instead of "
-                                                         "listing and skipping it")
+    m.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        help="image folders: convert the images to 1 (grey) or 3 (colour) channels (default: as found; must match the run)",
+    )
+    m.add_argument("--strict", action="store_true", help="image folders: stop on an unreadable image instead of listing and skipping it")
     m.add_argument("--batch-size", type=int, default=1024, metavar="B", help="images per batch (default: 1024)")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto, the GPU when there is one)")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -248,36 +310,58 @@ def _add_grid_options(g) -> None:
     g.add_argument("--out", required=True, metavar="DIR", help="grid folder: runs in DIR/runs, logs in DIR/logs, tables and report in DIR")
     g.add_argument("--train-subset", default=None, metavar="N", help="train on the first N training images only")
     g.add_argument("--quick-eval", action="store_true", help="the quick evaluation preset for every run")
-    g.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="a config value for every run (train.lr=3e-4, method.beta=0.05, eval.gmm_restarts=3); any other "
-                        "'simvae train' option (--lr 3e-4, --gmm-restarts 3, --data-dir DIR) is passed to every run too")
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a config value for every run (train.lr=3e-4, method.beta=0.05, eval.gmm_restarts=3); any other "
+        "'simvae train' option (--lr 3e-4, --gmm-restarts 3, --data-dir DIR) is passed to every run too",
+    )
     g.add_argument("--jobs", type=int, default=1, help="runs at once, each with cores // jobs threads (default: 1)")
     g.add_argument("--threads", type=int, default=None, help="threads per run (default: cores // jobs, at least 1)")
     g.add_argument("--retries", type=int, default=1, help="times a failed run is retried from where it stands (default: 1)")
-    g.add_argument("--no-estimate", action="store_true", help="no timed probe before starting (the estimate then "
-                                                              "comes from the runs already done)")
+    g.add_argument(
+        "--no-estimate", action="store_true", help="no timed probe before starting (the estimate then comes from the runs already done)"
+    )
     g.add_argument("--dry-run", action="store_true", help="print the plan and its time estimate, then stop")
-    g.add_argument("--launcher", choices=["local", "slurm"], default="local",
-                   help="local subprocesses, or one slurm job per run through submitit (default: local)")
+    g.add_argument(
+        "--launcher",
+        choices=["local", "slurm"],
+        default="local",
+        help="local subprocesses, or one slurm job per run through submitit (default: local)",
+    )
     g.add_argument("--gpus-per-run", type=int, default=None, help="slurm: GPUs per job")
     g.add_argument("--partition", default=None, help="slurm: partition")
     g.add_argument("--time", type=int, default=None, metavar="MINUTES", help="slurm: time limit of each job (default: 1440)")
 
 
 def _add_grid_parsers(sub) -> None:
-    r = sub.add_parser("reproduce", allow_abbrev=False, help="train and evaluate methods x seeds; the paper's tables, "
-                                                             "claims and an HTML report",
-                       description="Train and evaluate every method for every seed (each run one 'simvae train' "
-                                   "subprocess in DIR/runs/METHOD-sSEED), then write the paper's tables (table1, 5, 6, 7, "
-                                   "style: .md and .csv), claims.md and report.html into DIR. Run again, it skips what is "
-                                   "done, resumes what was interrupted and evaluates what is trained.")
+    r = sub.add_parser(
+        "reproduce",
+        allow_abbrev=False,
+        help="train and evaluate methods x seeds; the paper's tables, claims and an HTML report",
+        description="Train and evaluate every method for every seed (each run one 'simvae train' "
+        "subprocess in DIR/runs/METHOD-sSEED), then write the paper's tables (table1, 5, 6, 7, "
+        "style: .md and .csv), claims.md and report.html into DIR. Run again, it skips what is "
+        "done, resumes what was interrupted and evaluates what is trained.",
+    )
     r.add_argument("--methods", default="all", help="comma-separated methods, or all (default: all)")
-    r.add_argument("--epochs-for", nargs="+", default=[], metavar="METHOD=N",
-                   help="other epochs for some methods (simclr=5 vae=11); the rest train --epochs")
+    r.add_argument(
+        "--epochs-for",
+        nargs="+",
+        default=[],
+        metavar="METHOD=N",
+        help="other epochs for some methods (simclr=5 vae=11); the rest train --epochs",
+    )
     _add_grid_options(r)
-    s = sub.add_parser("sweep", allow_abbrev=False, help="train and evaluate one config value at several settings",
-                       description="Train and evaluate methods x values x seeds (each run one 'simvae train' subprocess), "
-                                   "then write sweep.md, sweep.csv and one plot per validation metric into DIR.")
+    s = sub.add_parser(
+        "sweep",
+        allow_abbrev=False,
+        help="train and evaluate one config value at several settings",
+        description="Train and evaluate methods x values x seeds (each run one 'simvae train' subprocess), "
+        "then write sweep.md, sweep.csv and one plot per validation metric into DIR.",
+    )
     s.add_argument("--method", required=True, help="method(s), comma-separated")
     s.add_argument("--param", required=True, metavar="SECTION.KEY", help="the value swept: train.lr, method.n_views, ...")
     s.add_argument("--values", nargs="+", required=True, help="the values to try")
@@ -325,8 +409,12 @@ def cmd_train(args) -> int:
     else:
         base = load_config_file(args.config) if args.config else {}
         where = f"config file {args.config}" if args.config else "options"
-        if args.overwrite and args.out and not (args.config or train_opts or eval_opts or method_opts) \
-                and (Path(args.out) / "config.json").is_file():
+        if (
+            args.overwrite
+            and args.out
+            and not (args.config or train_opts or eval_opts or method_opts)
+            and (Path(args.out) / "config.json").is_file()
+        ):
             base = load_config_file(Path(args.out) / "config.json")  # --overwrite alone: the folder's own run
             where = str(Path(args.out) / "config.json")
             if main_process:
@@ -339,18 +427,21 @@ def cmd_train(args) -> int:
     from .pipeline import check_evaluators
 
     check_evaluators(run.eval)
+
     def on_start(trainer) -> None:
         args.training_started = True  # a failure from here on keeps a resumable run (main's hint)
         if not args.quiet:
             _startup_line(trainer)
 
-    summary = train(run, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet,
-                    on_start=on_start)
+    summary = train(run, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, on_start=on_start)
     args.trained = True
     if not main_process:
         return 0
-    print(f"trained {summary['method']} on {summary['dataset']}: {plural(summary['epochs'], 'epoch')} in "
-          f"{summary['train_seconds']:.1f} s ({summary['train_views_per_s']:.0f} views/s); run folder {out}", file=sys.stderr)
+    print(
+        f"trained {summary['method']} on {summary['dataset']}: {plural(summary['epochs'], 'epoch')} in "
+        f"{summary['train_seconds']:.1f} s ({summary['train_views_per_s']:.0f} views/s); run folder {out}",
+        file=sys.stderr,
+    )
     if not args.no_eval:
         _barrier_cleanup()
         from .pipeline import evaluate_and_report
@@ -368,10 +459,14 @@ def _startup_line(trainer) -> None:
         return
     tc = trainer.run.train
     steps = trainer.steps_per_epoch * tc.epochs - trainer.step
-    print(f"simvae: {tc.method} on {tc.dataset} ({len(trainer.data.train_images)} training images from "
-          f"{trainer.data.source}); {trainer.device} x {plural(trainer.dist.world, 'process', 'processes')}, "
-          f"{plural(torch.get_num_threads(), 'thread')}, {trainer.precision}; {plural(steps, 'step')} of "
-          f"{_step_composition(trainer)} ({plural(tc.epochs, 'epoch')}); run folder {trainer.out}", file=sys.stderr, flush=True)
+    print(
+        f"simvae: {tc.method} on {tc.dataset} ({len(trainer.data.train_images)} training images from "
+        f"{trainer.data.source}); {trainer.device} x {plural(trainer.dist.world, 'process', 'processes')}, "
+        f"{plural(torch.get_num_threads(), 'thread')} ({trainer.thread_choice.reason}), {trainer.precision}; {plural(steps, 'step')} of "
+        f"{_step_composition(trainer)} ({plural(tc.epochs, 'epoch')}); run folder {trainer.out}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _step_composition(trainer) -> str:
@@ -403,8 +498,12 @@ def cmd_evaluate(args) -> int:
     from .pipeline import evaluate_and_report
     from .run_config import EvalConfig
 
-    metrics = evaluate_and_report(Path(args.run_dir), overrides=_collect(args, EvalConfig), quiet=args.quiet,
-                                  quick=True if args.quick_eval else False if args.full_eval else None)
+    metrics = evaluate_and_report(
+        Path(args.run_dir),
+        overrides=_collect(args, EvalConfig),
+        quiet=args.quiet,
+        quick=True if args.quick_eval else False if args.full_eval else None,
+    )
     _print_metrics(metrics, Path(args.run_dir))
     return 0
 
@@ -421,11 +520,22 @@ def cmd_compare(args) -> int:
 def cmd_embed(args) -> int:
     from .embed import embed_images
 
-    done = embed_images(args.run_dir, args.out, data_dir=args.data_dir, dataset=args.dataset, device=args.device,
-                        batch_size=args.batch_size, channels=args.channels, strict=args.strict,
-                        progress=False if args.quiet else None)
-    print(f"embedded {done['n']} images ({done['dim']} dimensions{', with variances' if done['variances'] else ''}) "
-          f"from {done['source']} on {done['device']}: {', '.join(done['files'])}", file=sys.stderr)
+    done = embed_images(
+        args.run_dir,
+        args.out,
+        data_dir=args.data_dir,
+        dataset=args.dataset,
+        device=args.device,
+        batch_size=args.batch_size,
+        channels=args.channels,
+        strict=args.strict,
+        progress=False if args.quiet else None,
+    )
+    print(
+        f"embedded {done['n']} images ({done['dim']} dimensions{', with variances' if done['variances'] else ''}) "
+        f"from {done['source']} on {done['device']}: {', '.join(done['files'])}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -438,10 +548,14 @@ def cmd_methods(args) -> int:
         doc = (sys.modules[cls.__module__].__doc__ or "").strip()
         about = " ".join(doc.split("\n\n")[0].split())  # the first paragraph, whatever its line breaks
         print(textwrap.fill(f"{name}: {about}", width, subsequent_indent="    "))
-        lr = f"Adam learning rate (default: {_show_default(cls.default_lr)}" + "".join(
-            f"; {d} {_show_default(v)}" for d, v in sorted(cls.default_lr_by_dataset.items())) + ")"
-        rows = [("--lr", lr)] + [(_opt(n), _with_default(f.description or "", n, f.default))
-                                  for n, f in cls.config_cls.model_fields.items()]
+        lr = (
+            f"Adam learning rate (default: {_show_default(cls.default_lr)}"
+            + "".join(f"; {d} {_show_default(v)}" for d, v in sorted(cls.default_lr_by_dataset.items()))
+            + ")"
+        )
+        rows = [("--lr", lr)] + [
+            (_opt(n), _with_default(f.description or "", n, f.default)) for n, f in cls.config_cls.model_fields.items()
+        ]
         for opt, help_ in rows:
             print(textwrap.fill(help_, width, initial_indent=f"    {opt:24s}", subsequent_indent=" " * 28))
         print()
@@ -464,13 +578,18 @@ def _grid_resolver():
         args, extra = parser.parse_known_args(["train", *train_argv])
         if extra:
             first = next((x for x in extra if x.startswith("-")), extra[0])
-            raise ConfigError(f"unrecognized option {first}{suggest(first.split('=')[0], train_opts_seen)} "
-                              "(not an option of 'simvae train')")
-        grid_owned = [o for o, v in (("--resume", args.resume), ("--out", args.out), ("--overwrite", args.overwrite),
-                                     ("--no-eval", args.no_eval)) if v]
+            raise ConfigError(
+                f"unrecognized option {first}{suggest(first.split('=')[0], train_opts_seen)} (not an option of 'simvae train')"
+            )
+        grid_owned = [
+            o
+            for o, v in (("--resume", args.resume), ("--out", args.out), ("--overwrite", args.overwrite), ("--no-eval", args.no_eval))
+            if v
+        ]
         if grid_owned:
-            raise ConfigError(f"{', '.join(grid_owned)} cannot be given to a grid: it chooses each run's folder and "
-                              "resumes interrupted runs itself")
+            raise ConfigError(
+                f"{', '.join(grid_owned)} cannot be given to a grid: it chooses each run's folder and resumes interrupted runs itself"
+            )
         train_opts = _collect(args, TrainConfig, text=True)
         eval_opts = {k: v for k, v in _collect(args, EvalConfig, text=True).items() if k not in ("seed", "device")}
         if args.quick_eval:
@@ -506,15 +625,19 @@ def _run_grid_command(args, grid) -> int:
     if args.dry_run:
         run_grid(grid, jobs=args.jobs, threads=args.threads, launcher="dry-run", estimate=not args.no_estimate)
         return 0
-    results = run_grid(grid, jobs=args.jobs, threads=args.threads, launcher=args.launcher, retries=args.retries,
-                       estimate=not args.no_estimate, slurm=slurm)
+    results = run_grid(
+        grid, jobs=args.jobs, threads=args.threads, launcher=args.launcher, retries=args.retries, estimate=not args.no_estimate, slurm=slurm
+    )
     written = grid.write_outputs()
     html = write_html_report(grid.out)
     print(f"{grid.kind} written to {grid.out}: {', '.join(p.name for p in written + [html])}")
     failed = [r for r in results if not r["ok"]]
     if failed:
-        print(f"simvae: {len(failed)} run(s) failed ({', '.join(r['name'] for r in failed)}); see {grid.out / 'logs'}; "
-              "run the same command again to retry them", file=sys.stderr)
+        print(
+            f"simvae: {len(failed)} run(s) failed ({', '.join(r['name'] for r in failed)}); see {grid.out / 'logs'}; "
+            "run the same command again to retry them",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -523,10 +646,20 @@ def cmd_reproduce(args) -> int:
     from .grid import make_grid, parse_epochs_for, parse_methods, parse_seeds
 
     methods = parse_methods(args.methods, _method_names())
-    grid = make_grid("reproduce", Path(args.out), args.dataset, methods, parse_seeds(args.seeds), args.epochs,
-                     parse_epochs_for(args.epochs_for, methods), _grid_common(args, getattr(args, "passthrough", [])),
-                     _grid_resolver(), command=["simvae", *sys.argv[1:]], quick=args.quick_eval,
-                     train_subset=args.train_subset)
+    grid = make_grid(
+        "reproduce",
+        Path(args.out),
+        args.dataset,
+        methods,
+        parse_seeds(args.seeds),
+        args.epochs,
+        parse_epochs_for(args.epochs_for, methods),
+        _grid_common(args, getattr(args, "passthrough", [])),
+        _grid_resolver(),
+        command=["simvae", *sys.argv[1:]],
+        quick=args.quick_eval,
+        train_subset=args.train_subset,
+    )
     return _run_grid_command(args, grid)
 
 
@@ -534,10 +667,22 @@ def cmd_sweep(args) -> int:
     from .grid import make_grid, parse_methods, parse_seeds
 
     methods = parse_methods(args.method, _method_names())
-    grid = make_grid("sweep", Path(args.out), args.dataset, methods, parse_seeds(args.seeds), args.epochs, {},
-                     _grid_common(args, getattr(args, "passthrough", [])), _grid_resolver(),
-                     command=["simvae", *sys.argv[1:]], quick=args.quick_eval, train_subset=args.train_subset,
-                     param=args.param, values=args.values)
+    grid = make_grid(
+        "sweep",
+        Path(args.out),
+        args.dataset,
+        methods,
+        parse_seeds(args.seeds),
+        args.epochs,
+        {},
+        _grid_common(args, getattr(args, "passthrough", [])),
+        _grid_resolver(),
+        command=["simvae", *sys.argv[1:]],
+        quick=args.quick_eval,
+        train_subset=args.train_subset,
+        param=args.param,
+        values=args.values,
+    )
     return _run_grid_command(args, grid)
 
 
@@ -579,8 +724,11 @@ def _with_resume_hint(e: SimvaeError, args) -> str:
 
 
 # What a collective reports when another process of a distributed run died (gloo, NCCL, the store)
-PEER_FAILURE = re.compile(r"connection (closed|reset|refused)|closed by peer|broken pipe|remote process|"
-                          r"process group|gloo|nccl|socket|timed out|timeout|store", re.IGNORECASE)
+PEER_FAILURE = re.compile(
+    r"connection (closed|reset|refused)|closed by peer|broken pipe|remote process|"
+    r"process group|gloo|nccl|socket|timed out|timeout|store",
+    re.IGNORECASE,
+)
 
 
 def _distributed_failure(e: RuntimeError, args) -> str | None:
@@ -602,11 +750,13 @@ def _distributed_failure(e: RuntimeError, args) -> str | None:
         hint = _interrupted_hint(args)
         if hint.startswith("; continue with "):  # under torchrun, the same launcher continues it
             hint = hint.replace("; continue with ", "; continue with the same torchrun command and ", 1)
-    return (f"simvae: error: process {rank} of {world}: another process of this distributed run stopped "
-            f"({type(e).__name__}: {first}){hint}")
+    return f"simvae: error: process {rank} of {world}: another process of this distributed run stopped ({type(e).__name__}: {first}){hint}"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .hardware import openmp_wait_policy
+
+    openmp_wait_policy()  # before torch is imported: idle OpenMP threads sleep instead of spinning on a shared machine
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command in ("reproduce", "sweep"):  # 'simvae train' options for every run of the grid
@@ -622,12 +772,22 @@ def main(argv: list[str] | None = None) -> int:
 
     given = argv if argv is not None else sys.argv[1:]
     # printed once the options are known to be valid (a refused command line stays one line)
-    args.notes = [f"simvae: note: {_opt(old)} is now {_opt(new)} (the old spelling works until the next release)"
-                  for old, new in RENAMED_OPTIONS.items()
-                  if any(a == _opt(old) or a.startswith(_opt(old) + "=") for a in given)]
+    args.notes = [
+        f"simvae: note: {_opt(old)} is now {_opt(new)} (the old spelling works until the next release)"
+        for old, new in RENAMED_OPTIONS.items()
+        if any(a == _opt(old) or a.startswith(_opt(old) + "=") for a in given)
+    ]
     try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare, "methods": cmd_methods, "embed": cmd_embed,
-                "reproduce": cmd_reproduce, "sweep": cmd_sweep, "report": cmd_report}[args.command](args)
+        return {
+            "train": cmd_train,
+            "evaluate": cmd_evaluate,
+            "compare": cmd_compare,
+            "methods": cmd_methods,
+            "embed": cmd_embed,
+            "reproduce": cmd_reproduce,
+            "sweep": cmd_sweep,
+            "report": cmd_report,
+        }[args.command](args)
     except SimvaeError as e:
         print(f"simvae: error: {_with_resume_hint(e, args)}", file=sys.stderr)
         return e.exit_code

@@ -60,11 +60,11 @@ def _type_name(annotation: Any) -> str:
         inner = typing.get_args(annotation)
         return "a list" + (f" of {_type_name(inner[0]).removeprefix('a ').removeprefix('an ')}s" if inner else "")
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
-        annotation, getattr(annotation, "__name__", str(annotation)))
+        annotation, getattr(annotation, "__name__", str(annotation))
+    )
 
 
-_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
-           "less_than": ("<", "lt")}
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
 
 
 def _one_line(error: ValidationError, cls: type[Config], where: str) -> str:
@@ -81,12 +81,13 @@ def _one_line(error: ValidationError, cls: type[Config], where: str) -> str:
     if bound is not None:  # Field(ge=..., gt=..., ...) constraints
         op, name = bound
         limit = e.get("ctx", {}).get(name)
-        return f"{key} must be {op} {limit:g}, got {value}" if isinstance(limit, (int, float)) else f"{key} must be {op} {limit}, got {value}"
+        return (
+            f"{key} must be {op} {limit:g}, got {value}" if isinstance(limit, (int, float)) else f"{key} must be {op} {limit}, got {value}"
+        )
     # a value of the wrong type comes from a file or the Python API (command-line text is converted
     # first, by from_text): say where, e.g. "'dataset' in config file F section 'train' must be a string"
     if len(e["loc"]) > 1 and field is not None:  # an item of a list: name the list and the item
-        return (f"'{key}' in {where} must be {_type_name(field.annotation).removesuffix(' or null')}, got "
-                f"{value!r} as item {e['loc'][1]}")
+        return f"'{key}' in {where} must be {_type_name(field.annotation).removesuffix(' or null')}, got {value!r} as item {e['loc'][1]}"
     if kind == "literal_error" and field is not None:
         choices = [a for a in typing.get_args(field.annotation) if a is not None]
         flat = [c for a in choices for c in (typing.get_args(a) or (a,))]
@@ -104,8 +105,7 @@ def parse_config(cls: type[T], values: Mapping[str, Any], where: str = "config")
         raise ConfigError(f"{where} must be a mapping of keys to values, got {type(values).__name__}")
     for key in values:
         if not isinstance(key, str) or key not in cls.model_fields:
-            raise ConfigError(f"unknown key {key!r} in {where}{suggest(key, cls.model_fields)}; "
-                              f"valid keys: {', '.join(cls.model_fields)}")
+            raise ConfigError(f"unknown key {key!r} in {where}{suggest(key, cls.model_fields)}; valid keys: {', '.join(cls.model_fields)}")
     try:
         return cls.model_validate(dict(values))
     except ValidationError as e:
@@ -124,9 +124,18 @@ def from_text(cls: type[Config], key: str, text: str) -> Any:
         return None
     if typing.get_origin(field.annotation) is list:  # a comma-separated list: --skip generation,style
         text = [part.strip() for part in text.split(",") if part.strip()]
-    literals = [a for u in (typing.get_args(field.annotation) or (field.annotation,)) if typing.get_origin(u) is typing.Literal
-                for a in typing.get_args(u)]
-    if literals and isinstance(text, str) and all(isinstance(a, int) and not isinstance(a, bool) for a in literals) and text.strip().lstrip("-").isdigit():
+    literals = [
+        a
+        for u in (typing.get_args(field.annotation) or (field.annotation,))
+        if typing.get_origin(u) is typing.Literal
+        for a in typing.get_args(u)
+    ]
+    if (
+        literals
+        and isinstance(text, str)
+        and all(isinstance(a, int) and not isinstance(a, bool) for a in literals)
+        and text.strip().lstrip("-").isdigit()
+    ):
         text = int(text)  # --image-size 32: an integer choice
     try:
         return TypeAdapter(field.annotation).validate_python(text, strict=False)

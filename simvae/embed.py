@@ -64,8 +64,9 @@ def _placeholder(name: str, shape: tuple[int, int, int]) -> ImageData:
     return ImageData(name, empty, none, empty, none, ["images"], source="(not loaded)", has_labels=False)
 
 
-def _images(cfg: RunConfig, shape: tuple[int, int, int], name: str, data_dir, channels: int | None, strict: bool,
-            progress: bool) -> tuple[np.ndarray | torch.Tensor, list[str], list[str] | None, str]:
+def _images(
+    cfg: RunConfig, shape: tuple[int, int, int], name: str, data_dir, channels: int | None, strict: bool, progress: bool
+) -> tuple[np.ndarray | torch.Tensor, list[str], list[str] | None, str]:
     """(uint8 images [N, C, H, W], row names, class name of each row or None, where from)."""
     c, h, _ = shape
     if name == "folder":
@@ -75,8 +76,10 @@ def _images(cfg: RunConfig, shape: tuple[int, int, int], name: str, data_dir, ch
         print(found.summary(), file=sys.stderr, flush=True)
         if found.channels != c:
             kind = {1: "grey", 3: "colour"}
-            raise DataError(f"the images in {found.root} are read as {kind[found.channels]} ({found.channels} channels) but "
-                            f"the run was trained on {kind[c]} images ({c}); pass --channels {c} to convert them")
+            raise DataError(
+                f"the images in {found.root} are read as {kind[found.channels]} ({found.channels} channels) but "
+                f"the run was trained on {kind[c]} images ({c}); pass --channels {c} to convert them"
+            )
         labels = [found.classes[k] for k in found.labels] if found.has_labels else None
         return found.images, list(found.files), labels, str(found.root)
     if channels is not None:
@@ -90,17 +93,17 @@ def _images(cfg: RunConfig, shape: tuple[int, int, int], name: str, data_dir, ch
     return images, ids, labels, data.source or name
 
 
-def encode_all(run: Run, images, batch_size: int = 1024, progress: bool = False
-               ) -> tuple[np.ndarray, np.ndarray | None]:
+def encode_all(run: Run, images, batch_size: int = 1024, progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """(means float32 [N, d], variances float32 [N, d] or None) of ``images`` (uint8 [N, C, H, W],
     a tensor or a numpy array, memory-mapped or not), ``batch_size`` at a time."""
     from tqdm import tqdm
 
     means, variances = [], []
-    with tqdm(total=len(images), desc="embed", unit="img", file=sys.stderr, disable=not progress, leave=False,
-              mininterval=0.5, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(images), desc="embed", unit="img", file=sys.stderr, disable=not progress, leave=False, mininterval=0.5, dynamic_ncols=True
+    ) as bar:
         for s in range(0, len(images), batch_size):
-            chunk = images[s:s + batch_size]
+            chunk = images[s : s + batch_size]
             x = torch.from_numpy(np.array(chunk)) if isinstance(chunk, np.ndarray) else chunk  # a copy: the map is read-only
             m, v = run.embed(x, batch_size)
             means.append(m.numpy().astype(np.float32, copy=False))
@@ -117,8 +120,7 @@ def _npy_bytes(a: np.ndarray):
     return lambda fh: np.save(fh, np.ascontiguousarray(a), allow_pickle=False)
 
 
-def write_outputs(out: Path, ids: list[str], labels: list[str] | None, mean: np.ndarray, var: np.ndarray | None
-                  ) -> list[Path]:
+def write_outputs(out: Path, ids: list[str], labels: list[str] | None, mean: np.ndarray, var: np.ndarray | None) -> list[Path]:
     """Write the files of the module docstring for ``out``; returns their paths. Raises
     DataError for a path that cannot be written on one line (a newline in it) and ConfigError
     when parquet is asked for without pyarrow."""
@@ -145,11 +147,14 @@ def write_outputs(out: Path, ids: list[str], labels: list[str] | None, mean: np.
         return [atomic_write(out, write)]
     bad = next((p for p in ids if "\n" in p or "\r" in p), None)
     if bad is not None:
-        raise DataError(f"the image path {bad!r} holds a line break, which FILE.paths.txt cannot list; rename it or "
-                        "write --out FILE.parquet")
+        raise DataError(
+            f"the image path {bad!r} holds a line break, which FILE.paths.txt cannot list; rename it or write --out FILE.parquet"
+        )
     base = out.with_suffix("") if out.suffix.lower() == ".npy" else out
-    written = [atomic_write(base.with_name(base.name + ".npy"), _npy_bytes(mean)),
-               atomic_write(base.with_name(base.name + ".paths.txt"), "".join(f"{p}\n" for p in ids))]
+    written = [
+        atomic_write(base.with_name(base.name + ".npy"), _npy_bytes(mean)),
+        atomic_write(base.with_name(base.name + ".paths.txt"), "".join(f"{p}\n" for p in ids)),
+    ]
     var_path = base.with_name(base.name + ".var.npy")
     if var is not None:
         written.append(atomic_write(var_path, _npy_bytes(var)))
@@ -158,8 +163,17 @@ def write_outputs(out: Path, ids: list[str], labels: list[str] | None, mean: np.
     return written
 
 
-def embed_images(run_dir, out, data_dir=None, dataset: str | None = None, device: str = "auto", batch_size: int = 1024,
-                 channels: int | None = None, strict: bool = False, progress: bool | None = None) -> dict:
+def embed_images(
+    run_dir,
+    out,
+    data_dir=None,
+    dataset: str | None = None,
+    device: str = "auto",
+    batch_size: int = 1024,
+    channels: int | None = None,
+    strict: bool = False,
+    progress: bool | None = None,
+) -> dict:
     """Embed every image of ``data_dir`` (default: the run's own data folder) with the run in
     ``run_dir`` and write ``out`` (module docstring). ``dataset``: how to read ``data_dir``
     (default: the run's data set). Returns {"n", "dim", "variances", "files", "source"}. Raises
@@ -181,5 +195,11 @@ def embed_images(run_dir, out, data_dir=None, dataset: str | None = None, device
     run = load_run(run_dir, device=device, data=_placeholder(cfg.train.dataset, shape))
     mean, var = encode_all(run, images, batch_size, progress)
     files = write_outputs(Path(out), ids, labels, mean, var)
-    return {"n": int(mean.shape[0]), "dim": int(mean.shape[1]), "variances": var is not None,
-            "files": [str(f) for f in files], "source": source, "device": str(run.device)}
+    return {
+        "n": int(mean.shape[0]),
+        "dim": int(mean.shape[1]),
+        "variances": var is not None,
+        "files": [str(f) for f in files],
+        "source": source,
+        "device": str(run.device),
+    }

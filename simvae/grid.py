@@ -46,6 +46,7 @@ EVAL_GUESS_S = {True: 120.0, False: 600.0}  # seconds per evaluation (quick, ful
 class GridRun:
     """One run of a grid: its folder, the ``simvae train`` options that define it, the
     ``simvae evaluate`` options, and the evaluation folder name its metrics land in."""
+
     name: str
     method: str
     seed: int
@@ -110,8 +111,9 @@ def parse_epochs_for(items: list[str], methods: list[str]) -> dict[str, int]:
     for item in items:
         method, _, n = item.partition("=")
         if method not in methods or method == "random" or not n.isdigit() or int(n) < 1:
-            raise ConfigError(f"--epochs-for takes METHOD=N with a method of the grid other than random (it is "
-                              f"untrained) and N >= 1, got {item!r}")
+            raise ConfigError(
+                f"--epochs-for takes METHOD=N with a method of the grid other than random (it is untrained) and N >= 1, got {item!r}"
+            )
         out[method] = int(n)
     return out
 
@@ -167,8 +169,18 @@ def eval_options(argv: list[str]) -> list[str]:
 Resolver = Callable[[list[str], list[str]], tuple]
 
 
-def make_runs(out: Path, dataset: str, methods: list[str], seeds: list[int], epochs: int, epochs_for: dict[str, int],
-              common: list[str], resolve: Resolver, param: str | None = None, values: list[str] = ()) -> list[GridRun]:
+def make_runs(
+    out: Path,
+    dataset: str,
+    methods: list[str],
+    seeds: list[int],
+    epochs: int,
+    epochs_for: dict[str, int],
+    common: list[str],
+    resolve: Resolver,
+    param: str | None = None,
+    values: list[str] = (),
+) -> list[GridRun]:
     """Every run of a grid, its config resolved (and so checked) before anything runs.
 
     ``common`` are ``simvae train`` options given to every run; ``param``/``values`` (sweeps) add
@@ -176,19 +188,20 @@ def make_runs(out: Path, dataset: str, methods: list[str], seeds: list[int], epo
     from .evaluate import evaluation_name
     from .run_config import step_size
 
-    owned = [g[0] for g in split_options(common)
-             if g[0].split("=", 1)[0] in ("--seed", "--method", "--dataset", "--epochs", "--out", "--resume")]
+    owned = [
+        g[0] for g in split_options(common) if g[0].split("=", 1)[0] in ("--seed", "--method", "--dataset", "--epochs", "--out", "--resume")
+    ]
     if owned:
-        raise ConfigError(f"{owned[0]} is set by the grid itself (use --seeds, --methods/--method, --dataset, --epochs, "
-                          "--epochs-for, --out)")
+        raise ConfigError(
+            f"{owned[0]} is set by the grid itself (use --seeds, --methods/--method, --dataset, --epochs, --epochs-for, --out)"
+        )
     common = method_options_for_grid(common, methods)
     runs = []
-    for value in (values or [None]):
+    for value in values or [None]:
         for method in methods:
             for seed in seeds:
                 n_epochs = 1 if method == "random" else epochs_for.get(method, epochs)
-                args = ["--dataset", dataset, "--method", method, "--seed", str(seed), "--epochs", str(n_epochs),
-                        *common.get(method, [])]
+                args = ["--dataset", dataset, "--method", method, "--seed", str(seed), "--epochs", str(n_epochs), *common.get(method, [])]
                 name = f"{method}-s{seed}"
                 if param is not None:
                     args += set_to_args([f"{param}={value}"])
@@ -198,8 +211,21 @@ def make_runs(out: Path, dataset: str, methods: list[str], seeds: list[int], epo
                 images, _ = step_size(run)
                 n_train = run.train.train_subset or _train_size(run)
                 steps = n_epochs * max(1, -(-n_train // images)) if n_train else 0
-                runs.append(GridRun(name, method, seed, str(out / RUNS_DIR / name), args, evals, evaluation_name(eval_cfg),
-                                    n_epochs, steps, value, run.to_dict()))
+                runs.append(
+                    GridRun(
+                        name,
+                        method,
+                        seed,
+                        str(out / RUNS_DIR / name),
+                        args,
+                        evals,
+                        evaluation_name(eval_cfg),
+                        n_epochs,
+                        steps,
+                        value,
+                        run.to_dict(),
+                    )
+                )
     return runs
 
 
@@ -224,8 +250,9 @@ def method_options_for_grid(common: list[str], methods: list[str]) -> dict[str, 
         base = renamed.get(base, base)
         takers = methods if base not in table else [m for m in methods if m in table[base]["methods"]]
         if not takers:
-            raise ConfigError(f"option {group[0]} applies to {', '.join(table[base]['methods'])}, none of which is in "
-                              f"this grid ({', '.join(methods)})")
+            raise ConfigError(
+                f"option {group[0]} applies to {', '.join(table[base]['methods'])}, none of which is in this grid ({', '.join(methods)})"
+            )
         for m in takers:
             out[m] += group
     return out
@@ -243,9 +270,15 @@ def _train_size(run) -> int | None:
 
 def differences(held: dict, wanted: dict) -> list[str]:
     """Experiment keys (``section.key``) that differ between two configs, as "key held -> wanted"."""
-    from .run_config import experiment_keys
+    from .run_config import build_run_config, experiment_keys
 
-    a, b = experiment_keys(held), experiment_keys(wanted)
+    def full(config: dict) -> dict:  # a key added to simvae since a run was written counts at its default
+        try:
+            return build_run_config({k: v for k, v in config.items() if k in ("train", "method", "eval")}).to_dict()
+        except SimvaeError:
+            return config
+
+    a, b = experiment_keys(full(held)), experiment_keys(full(wanted))
     return [f"{k} {a.get(k, '(absent)')} -> {b.get(k, '(absent)')}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
@@ -268,19 +301,21 @@ def run_state(r: GridRun) -> str:
         return "train"
     differ = [d for d in differences(held, r.config) if not d.startswith("train.epochs ")]
     if differ:
-        raise RunDirError(f"{f} holds a different run ({'; '.join(differ[:3])}{'; ...' if len(differ) > 3 else ''}); "
-                          "choose another --out, or delete that folder")
+        raise RunDirError(
+            f"{f} holds a different run ({'; '.join(differ[:3])}{'; ...' if len(differ) > 3 else ''}); "
+            "choose another --out, or delete that folder"
+        )
     held_epochs = (held.get("train") or {}).get("epochs")
     if not (f / "checkpoint.pt").is_file():
         return "restart"
     if held_epochs is not None and held_epochs > r.epochs:
-        raise RunDirError(f"{f} was planned for {held_epochs} epochs, more than the {r.epochs} asked; choose another "
-                          "--out, or delete that folder")
+        raise RunDirError(
+            f"{f} was planned for {held_epochs} epochs, more than the {r.epochs} asked; choose another --out, or delete that folder"
+        )
     summary = _read(f / "train_summary.json") or {}
     finished = bool(summary.get("finished")) and summary.get("epochs") == held_epochs
     metrics = _read(r.metrics_path)
-    if held_epochs == r.epochs and finished and metrics is not None and metrics.get("finished") \
-            and metrics.get("model_epoch") == r.epochs:
+    if held_epochs == r.epochs and finished and metrics is not None and metrics.get("finished") and metrics.get("model_epoch") == r.epochs:
         return "done"
     if held_epochs is not None and held_epochs < r.epochs:
         return "extend"
@@ -362,8 +397,13 @@ def execute(r: GridRun, threads: int | None, log_dir: str, retries: int = 1) -> 
             return {"name": r.name, "ok": False, "states": states, "seconds": time.monotonic() - t0, "error": str(e)}
         states.append(state)
         if state != "done" and not wait_unlocked(r.path):
-            return {"name": r.name, "ok": False, "states": states, "seconds": time.monotonic() - t0,
-                    "error": f"{r.folder} stayed in use by another process (see its .lock)"}
+            return {
+                "name": r.name,
+                "ok": False,
+                "states": states,
+                "seconds": time.monotonic() - t0,
+                "error": f"{r.folder} stayed in use by another process (see its .lock)",
+            }
         if state == "done":
             return {"name": r.name, "ok": True, "states": states, "seconds": time.monotonic() - t0, "error": ""}
         rc = 0
@@ -373,10 +413,20 @@ def execute(r: GridRun, threads: int | None, log_dir: str, retries: int = 1) -> 
                 fh.flush()
                 with _PROCS_LOCK:  # no new process once the grid is stopping
                     if _STOP.is_set():
-                        return {"name": r.name, "ok": False, "states": states, "seconds": time.monotonic() - t0,
-                                "error": "the grid was interrupted", "interrupted": True}
-                    p = subprocess.Popen([sys.executable, "-c", _CHILD, *cmd], stdout=fh, stderr=subprocess.STDOUT,
-                                         env={**child_env(threads), "SIMVAE_GRID_PID": str(os.getpid())})
+                        return {
+                            "name": r.name,
+                            "ok": False,
+                            "states": states,
+                            "seconds": time.monotonic() - t0,
+                            "error": "the grid was interrupted",
+                            "interrupted": True,
+                        }
+                    p = subprocess.Popen(
+                        [sys.executable, "-c", _CHILD, *cmd],
+                        stdout=fh,
+                        stderr=subprocess.STDOUT,
+                        env={**child_env(threads), "SIMVAE_GRID_PID": str(os.getpid())},
+                    )
                     _PROCS.add(p)
                 try:
                     rc = p.wait()
@@ -460,8 +510,9 @@ def probe_step_seconds(runs: list[GridRun], threads: int | None, steps: int = 20
             key = json.dumps({k: cfg["train"].get(k) for k in ("dataset", "data_dir", "binarize")}, sort_keys=True)
             if key not in data:
                 data[key] = load_data(run.train)
-            cfg["train"].update(epochs=1, train_subset=min(len(data[key].train_images), images * steps),
-                                checkpoint_minutes=0, threads=threads)
+            cfg["train"].update(
+                epochs=1, train_subset=min(len(data[key].train_images), images * steps), checkpoint_minutes=0, threads=threads
+            )
             t0 = time.monotonic()
             summary = train(build_run_config(cfg), Path(tmp) / r.method, data=data[key], progress=False)
             out[r.method] = summary["train_seconds"] / max(1, summary["steps"])
@@ -511,6 +562,7 @@ class Estimate:
 @dataclass
 class Grid:
     """A planned grid: where it lives, its runs, and what it is (written to ``OUT/grid.json``)."""
+
     out: Path
     kind: str  # "reproduce" or "sweep"
     dataset: str
@@ -521,8 +573,17 @@ class Grid:
 
     def save(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.out / GRID_FILE, {"kind": self.kind, "dataset": self.dataset, "methods": self.methods,
-                                                 "seeds": self.seeds, **self.info, "runs": [asdict(r) for r in self.runs]})
+        atomic_write_json(
+            self.out / GRID_FILE,
+            {
+                "kind": self.kind,
+                "dataset": self.dataset,
+                "methods": self.methods,
+                "seeds": self.seeds,
+                **self.info,
+                "runs": [asdict(r) for r in self.runs],
+            },
+        )
 
     def write_outputs(self) -> list[Path]:
         """The grid's tables from the runs evaluated so far: reproduce: table1/5/6/7/style (.md, .csv) and
@@ -537,9 +598,22 @@ class Grid:
         return paths + [atomic_write(self.out / "claims.md", claims_markdown(grid))]
 
 
-def make_grid(kind: str, out: Path, dataset: str, methods: list[str], seeds: list[int], epochs: int,
-              epochs_for: dict[str, int], common: list[str], resolve: Resolver, command: list[str] | None = None,
-              quick: bool = False, train_subset=None, param: str | None = None, values: list[str] = ()) -> Grid:
+def make_grid(
+    kind: str,
+    out: Path,
+    dataset: str,
+    methods: list[str],
+    seeds: list[int],
+    epochs: int,
+    epochs_for: dict[str, int],
+    common: list[str],
+    resolve: Resolver,
+    command: list[str] | None = None,
+    quick: bool = False,
+    train_subset=None,
+    param: str | None = None,
+    values: list[str] = (),
+) -> Grid:
     """A planned grid (every run's config resolved and checked; nothing runs). Raises ConfigError."""
     if param is not None:
         section, _, key = param.partition(".")
@@ -553,8 +627,14 @@ def make_grid(kind: str, out: Path, dataset: str, methods: list[str], seeds: lis
         if bad:
             raise ConfigError(f"--values {bad[0]!r} cannot name a run folder")
     runs = make_runs(Path(out), dataset, methods, seeds, epochs, epochs_for, common, resolve, param, list(values))
-    info = {"epochs": epochs, "epochs_for": epochs_for, "train_subset": train_subset, "quick": quick,
-            "common": common, "command": command or []}
+    info = {
+        "epochs": epochs,
+        "epochs_for": epochs_for,
+        "train_subset": train_subset,
+        "quick": quick,
+        "common": common,
+        "command": command or [],
+    }
     if param is not None:
         info.update(param=param, values=list(values))
     return Grid(Path(out), kind, dataset, methods, seeds, runs, info)
@@ -574,12 +654,23 @@ def _progress_line(states: dict[str, str], failed: int, left_s: float | None) ->
     done = sum(s == "done" for s in states.values())
     running = sum(s == "running" for s in states.values())
     left = sum(s not in ("done", "running", "failed") for s in states.values())
-    return (f"grid: {done}/{len(states)} done, {running} running, {left} left"
-            + (f", {failed} failed" if failed else "") + f"; about {_fmt_time(left_s)} left")
+    return (
+        f"grid: {done}/{len(states)} done, {running} running, {left} left"
+        + (f", {failed} failed" if failed else "")
+        + f"; about {_fmt_time(left_s)} left"
+    )
 
 
-def run_grid(grid: Grid, jobs: int = 1, threads: int | None = None, launcher: str = "local", retries: int = 1,
-             estimate: bool = True, slurm: dict | None = None, log=None) -> list[dict]:
+def run_grid(
+    grid: Grid,
+    jobs: int = 1,
+    threads: int | None = None,
+    launcher: str = "local",
+    retries: int = 1,
+    estimate: bool = True,
+    slurm: dict | None = None,
+    log=None,
+) -> list[dict]:
     """Run every run of ``grid`` not yet done; print the plan, an estimate, and the grid's progress on one
     line. Returns each run's result (``execute``). ``launcher`` "dry-run" prints the plan and estimate
     and writes nothing. Raises RunDirError when a run folder holds another experiment or another grid
@@ -590,9 +681,12 @@ def run_grid(grid: Grid, jobs: int = 1, threads: int | None = None, launcher: st
     # planned and estimated before anything is written: a refused or dry-run grid leaves no trace
     planned = {r.name: run_state(r) for r in grid.runs}  # refuses a folder holding another experiment
     counts = {s: sum(v == s for v in planned.values()) for s in ("train", "restart", "resume", "extend", "evaluate", "done")}
-    log(f"{grid.kind}: {len(grid.runs)} runs in {grid.out / RUNS_DIR} ("
-        + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"); {jobs} at once, {threads} thread(s) each"
-        + (" (slurm)" if launcher == "slurm" else ""))
+    log(
+        f"{grid.kind}: {len(grid.runs)} runs in {grid.out / RUNS_DIR} ("
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + f"); {jobs} at once, {threads} thread(s) each"
+        + (" (slurm)" if launcher == "slurm" else "")
+    )
     todo = [r for r in grid.runs if planned[r.name] != "done"]
     step_s: dict[str, float] = {}
     if estimate and todo and launcher in ("local", "dry-run") and any(planned[r.name] != "evaluate" for r in todo):
@@ -618,9 +712,11 @@ def run_grid(grid: Grid, jobs: int = 1, threads: int | None = None, launcher: st
         return total / max(1, min(jobs, len(todo) or 1))
 
     states = {r.name: ("done" if planned[r.name] == "done" else "left") for r in grid.runs}
-    log(f"estimate: {len(todo)} runs to do, about {_fmt_time(left_seconds(states))} "
+    log(
+        f"estimate: {len(todo)} runs to do, about {_fmt_time(left_seconds(states))} "
         f"(training {'probed' if step_s else 'from runs done'}; evaluation "
-        f"{'measured' if est.eval_s else 'guessed'} at {_fmt_time(est.eval_seconds())} per run)")
+        f"{'measured' if est.eval_s else 'guessed'} at {_fmt_time(est.eval_seconds())} per run)"
+    )
     if launcher == "dry-run":
         return []
     grid.out.mkdir(parents=True, exist_ok=True)
@@ -705,8 +801,12 @@ def _run_slurm(grid, todo, threads, retries, opts: dict, states, log) -> list[di
     executor = opts.get("executor")
     if executor is None:
         executor = submitit.AutoExecutor(folder=str(grid.out / "slurm"))
-        params = {"timeout_min": int(opts.get("time") or 24 * 60), "cpus_per_task": threads or 1,
-                  "gpus_per_node": int(opts.get("gpus_per_run") or 0), "name": f"simvae-{grid.kind}"}
+        params = {
+            "timeout_min": int(opts.get("time") or 24 * 60),
+            "cpus_per_task": threads or 1,
+            "gpus_per_node": int(opts.get("gpus_per_run") or 0),
+            "name": f"simvae-{grid.kind}",
+        }
         if opts.get("partition"):
             params["slurm_partition"] = opts["partition"]
         executor.update_parameters(**params)

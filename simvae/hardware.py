@@ -76,8 +76,12 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     if precision == "bf16" and not native_bf16(device):
-        warnings.warn(f"bf16 is emulated on this {device.type} (no AVX-512 BF16 / AMX or GPU bf16): training will run "
-                      "many times slower than fp32; use --precision fp32 or auto", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"bf16 is emulated on this {device.type} (no AVX-512 BF16 / AMX or GPU bf16): training will run "
+            "many times slower than fp32; use --precision fp32 or auto",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return precision
 
 
@@ -101,8 +105,11 @@ def host_description() -> str:
                     break
     except OSError:
         pass
-    native = "native bf16 (" + ", ".join(f for f in NATIVE_BF16_CPU_FLAGS if f in cpu_flags()) + ")" \
-        if cpu_has_native_bf16() else "no native bf16 (emulated)"
+    native = (
+        "native bf16 (" + ", ".join(f for f in NATIVE_BF16_CPU_FLAGS if f in cpu_flags()) + ")"
+        if cpu_has_native_bf16()
+        else "no native bf16 (emulated)"
+    )
     return f"{model or 'unknown CPU'}, {os.cpu_count()} cores, {native}"
 
 
@@ -118,18 +125,23 @@ def provenance() -> dict:
     try:
         repo = Path(__file__).resolve().parents[1]
         if (repo / ".git").exists():
-            out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                 timeout=5)
+            out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
             if out.returncode == 0:
                 commit = out.stdout.strip()
-                dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                                       capture_output=True, text=True, timeout=5)
+                dirty = subprocess.run(
+                    ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
+                )
                 if dirty.returncode == 0 and dirty.stdout.strip():
                     commit += "+changes"
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "simvae_version": __version__,
-            "simvae_commit": commit, "host": host_description(), "cpu_native_bf16": cpu_has_native_bf16()}
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "simvae_version": __version__,
+        "simvae_commit": commit,
+        "host": host_description(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
+    }
 
 
 # -- CPU threads ------------------------------------------------------------------------------
@@ -313,8 +325,11 @@ def configure_threads(requested: int | None = None, sample_s: float = 0.2) -> Th
         threads, why = cores, f"one per usable core ({cores}; the load of other processes is not measurable here)"
     else:
         threads = threads_for(cores, others)
-        why = (f"{cores} usable cores, {others:.1f} busy with other processes" if others >= 0.05
-               else f"one per usable core ({cores}), none busy with other processes")
+        why = (
+            f"{cores} usable cores, {others:.1f} busy with other processes"
+            if others >= 0.05
+            else f"one per usable core ({cores}), none busy with other processes"
+        )
     choice = ThreadChoice(threads, "", others is not None, cores, load if others is not None else None)
     choice.set(threads, f"{why}; {wait}" + ("; revised while training" if choice.adaptive else ""))
     return choice

@@ -19,8 +19,9 @@ def check_evaluators(eval_cfg) -> None:
     check_evaluator_names(eval_cfg.skip)
 
 
-def evaluate_and_report(path: str | Path, overrides: dict | None = None, quiet: bool = False, quick: bool | None = None,
-                        device: str | None = None) -> dict:
+def evaluate_and_report(
+    path: str | Path, overrides: dict | None = None, quiet: bool = False, quick: bool | None = None, device: str | None = None
+) -> dict:
     """Evaluate run folder ``path`` and write its report; return the metrics.
 
     Fits a post-hoc decoder for a discriminative method (saved as decoder.pt, reused while newer
@@ -48,8 +49,12 @@ def evaluate_and_report(path: str | Path, overrides: dict | None = None, quiet: 
                 print(f"[evaluate] {msg}", file=sys.stderr, flush=True)
 
         if run.state and not run.state["finished"]:
-            print(f"simvae: warning: {path} did not finish training: evaluating the model at {run.describe_state()}; "
-                  f"continue it with 'simvae train --resume {path}'", file=sys.stderr, flush=True)
+            print(
+                f"simvae: warning: {path} did not finish training: evaluating the model at {run.describe_state()}; "
+                f"continue it with 'simvae train --resume {path}'",
+                file=sys.stderr,
+                flush=True,
+            )
         if not run.method.generative and getattr(run.method, "posthoc_decoder", None) is None:
             ensure_decoder(run, log=log, max_epochs=cfg.decoder_max_epochs, patience=cfg.decoder_patience)
         evaluation = evaluate(run, cfg, log)
@@ -59,6 +64,5 @@ def evaluate_and_report(path: str | Path, overrides: dict | None = None, quiet: 
             publish_headline(folder, path)
             log(f"report written to {path / 'report.md'} (evaluation '{evaluation.name}', kept in {folder})")
         else:
-            log(f"report written to {folder / 'report.md'}; the run's headline stays its full evaluation "
-                f"({path / 'metrics.json'})")
+            log(f"report written to {folder / 'report.md'}; the run's headline stays its full evaluation ({path / 'metrics.json'})")
     return evaluation.metrics

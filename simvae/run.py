@@ -11,11 +11,11 @@ import torch
 from .augment import to_float
 from .checkpoint import CHECKPOINT_NAME, is_finished, load_checkpoint, load_model_state
 from .data import AugmentSpec, ImageData, dataset
+from .hardware import resolve_device
 from .methods import Method, ModelSpec, build_method
 from .nets import build_decoder, use_fast_layout
-from .hardware import resolve_device
-from .rundir import CHECKPOINT as _CKPT, DECODER, atomic_torch_save
 from .run_config import RunConfig, load_data, load_run_config, model_spec
+from .rundir import DECODER, atomic_torch_save
 
 DECODER_NAME = DECODER
 
@@ -35,8 +35,7 @@ class Run:
         if not s:
             return "unknown state"
         where = f"epoch {s['model_epoch']}" + (f" + {s['model_epoch_step']} steps" if s["model_epoch_step"] else "")
-        return (f"{where} (step {s['model_step']}) of {s['epochs_planned']} epochs, "
-                + ("finished" if s["finished"] else "unfinished"))
+        return f"{where} (step {s['model_step']}) of {s['epochs_planned']} epochs, " + ("finished" if s["finished"] else "unfinished")
 
     @property
     def data(self) -> ImageData:
@@ -55,7 +54,7 @@ class Run:
         self.method.eval()
         with torch.no_grad():
             for s in range(0, images.shape[0], batch_size):
-                x = images[s:s + batch_size].to(self.device)
+                x = images[s : s + batch_size].to(self.device)
                 x = to_float(x) if x.dtype == torch.uint8 else x.float()
                 out.append(fn(x).float().cpu())
         return torch.cat(out)
@@ -78,12 +77,12 @@ class Run:
         c, h, w = self.method.spec.image_shape
         if images.ndim != 4 or images.shape[1] != c:
             got = f"{images.shape[1]} channels" if images.ndim == 4 else f"shape {tuple(images.shape)}"
-            raise DataError(f"these images have {got}; the run {self.path} takes [n, {c}, H, W] "
-                            f"({'grey' if c == 1 else 'colour'}) images")
+            raise DataError(f"these images have {got}; the run {self.path} takes [n, {c}, H, W] ({'grey' if c == 1 else 'colour'}) images")
         if tuple(images.shape[-2:]) != (h, w):
             images = images if images.dtype != torch.uint8 else to_float(images)
-            images = torch.nn.functional.interpolate(images.float(), size=(h, w), mode="bilinear", antialias=True,
-                                                     align_corners=False).clamp(0, 1)
+            images = torch.nn.functional.interpolate(
+                images.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False
+            ).clamp(0, 1)
         posterior = getattr(self.method, "posterior", None)
         if not self.method.generative or posterior is None:
             return self.encode(images, batch_size), None
@@ -106,7 +105,7 @@ class Run:
         out = []
         with torch.no_grad():
             for s in range(0, z.shape[0], batch_size):
-                out.append(self.method.decode(z[s:s + batch_size].to(self.device).float()).float().cpu())
+                out.append(self.method.decode(z[s : s + batch_size].to(self.device).float()).float().cpu())
         return torch.cat(out) if out else z.new_zeros((0, *self.method.spec.image_shape))
 
     def train_summary(self) -> dict:
@@ -117,9 +116,15 @@ class Run:
 def save_decoder(decoder: torch.nn.Module, path: str | Path) -> None:
     """A post-hoc decoder's weights (plain tensors) and how it was fitted (validation MSE, epochs),
     written atomically."""
-    atomic_torch_save({"state": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
-                       "val_mse": float(getattr(decoder, "val_mse", float("nan"))), "epochs": int(getattr(decoder, "epochs", 0)),
-                       "max_epochs": int(getattr(decoder, "max_epochs", 0))}, path)
+    atomic_torch_save(
+        {
+            "state": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
+            "val_mse": float(getattr(decoder, "val_mse", float("nan"))),
+            "epochs": int(getattr(decoder, "epochs", 0)),
+            "max_epochs": int(getattr(decoder, "max_epochs", 0)),
+        },
+        path,
+    )
 
 
 def load_decoder(path: str | Path, spec: ModelSpec, device="cpu") -> torch.nn.Module:
@@ -147,8 +152,13 @@ def load_run(path: str | Path, device: str = "auto", data: ImageData | None = No
     load_model_state(method, ckpt["model"], cfg.train.method, ckpt.get("method"), path / CHECKPOINT_NAME)
     use_fast_layout(method.to(dev), method.spec.network, dev).eval()
     epoch, epoch_step = int(ckpt.get("epoch", 0)), int(ckpt.get("epoch_step", 0))
-    state = {"model_epoch": epoch, "model_epoch_step": epoch_step, "model_step": int(ckpt.get("step", 0)),
-             "epochs_planned": cfg.train.epochs, "finished": is_finished(epoch, epoch_step, cfg.train.epochs)}
+    state = {
+        "model_epoch": epoch,
+        "model_epoch_step": epoch_step,
+        "model_step": int(ckpt.get("step", 0)),
+        "epochs_planned": cfg.train.epochs,
+        "finished": is_finished(epoch, epoch_step, cfg.train.epochs),
+    }
     run = Run(path, cfg, method, dev, data, state=state)
     decoder = path / DECODER_NAME
     ckpt_path = path / CHECKPOINT_NAME

@@ -32,104 +32,185 @@ class TrainConfig(Config):
     dataset: str = Field("fashion-mnist", description="data set: " + ", ".join(DATASETS))
     method: str = Field("simvae", description="method to train (see `simvae methods`)")
     epochs: int = Field(2, ge=1, description="training epochs (the paper trains 400; 2 is the quick demo)")
-    views_per_step: int | None = Field(None, ge=1, description="samples per optimiser step, counted in views, across all processes (paper A.7.4: 128 for every method "
-                "and every J); images per step = this // views per image (at least 1). Default 128 unless --batch-size is given")
-    batch_size: int | None = Field(None, ge=1, description="images per step (each with its J views), across all processes: the alternative to --views-per-step")
-    lr: float | None = Field(None, gt=0, description="Adam learning rate (default: the method's value for the data set: the paper's 8e-5, VICReg 1e-4; "
-                                        "SimCLR 8e-5 on Fashion-MNIST and 3e-4 on CIFAR-10, chosen on validation)")
-    latent_dim: int | None = Field(None, ge=1, description="latent/representation size (default: the data set's, 10 for MNIST/Fashion, 64 for CIFAR-10/CelebA)")
-    network: Literal["mlp", "conv"] | None = Field(None, description="encoder/decoder family for any method: mlp (paper Table 3) "
-                                                   "or conv (Table 4, 32x32 or 64x64 images); default: the data set's")
-    schedule: Literal["constant", "cosine"] = Field("constant", description="learning-rate schedule: constant (the paper's) "
-                                                    "or cosine decay to 0 over the run (after any warm-up)")
-    warmup_fraction: float = Field(0.0, ge=0, lt=1, description="share of the run's steps with a linear learning-rate "
-                                   "warm-up from 0 (any schedule)")
+    views_per_step: int | None = Field(
+        None,
+        ge=1,
+        description="samples per optimiser step, counted in views, across all processes (paper A.7.4: 128 for every method "
+        "and every J); images per step = this // views per image (at least 1). Default 128 unless --batch-size is given",
+    )
+    batch_size: int | None = Field(
+        None, ge=1, description="images per step (each with its J views), across all processes: the alternative to --views-per-step"
+    )
+    lr: float | None = Field(
+        None,
+        gt=0,
+        description="Adam learning rate (default: the method's value for the data set: the paper's 8e-5, VICReg 1e-4; "
+        "SimCLR 8e-5 on Fashion-MNIST and 3e-4 on CIFAR-10, chosen on validation)",
+    )
+    latent_dim: int | None = Field(
+        None, ge=1, description="latent/representation size (default: the data set's, 10 for MNIST/Fashion, 64 for CIFAR-10/CelebA)"
+    )
+    network: Literal["mlp", "conv"] | None = Field(
+        None,
+        description="encoder/decoder family for any method: mlp (paper Table 3) "
+        "or conv (Table 4, 32x32 or 64x64 images); default: the data set's",
+    )
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="learning-rate schedule: constant (the paper's) or cosine decay to 0 over the run (after any warm-up)"
+    )
+    warmup_fraction: float = Field(
+        0.0, ge=0, lt=1, description="share of the run's steps with a linear learning-rate warm-up from 0 (any schedule)"
+    )
     seed: int = Field(0, description="seed for initialisation, shuffling, augmentation and sampling")
     train_subset: int | None = Field(None, ge=1, description="train on the first N training images only")
     data_dir: str | None = Field(None, description="folder holding the data set's files")
     binarize: bool | None = Field(None, description="binarise images at 0.5 (default: on for MNIST, off otherwise)")
     download: bool = Field(True, description="download the data set with torchvision if not found")
-    image_size: Literal[28, 32, 64] | None = Field(None, description="image folders: side of the square images after resizing "
-                                                   "(default: from the images' median size)")
+    image_size: Literal[28, 32, 64] | None = Field(
+        None, description="image folders: side of the square images after resizing (default: from the images' median size)"
+    )
     channels: Literal[1, 3] | None = Field(None, description="image folders: 1 (grey) or 3 (colour); default: colour if any image is")
-    test_fraction: float = Field(0.1, gt=0, lt=1, description="image folders without train/ and test/: the share of images "
-                                 "held out as the test set (a fixed seeded split, recorded in the run folder)")
+    test_fraction: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="image folders without train/ and test/: the share of images "
+        "held out as the test set (a fixed seeded split, recorded in the run folder)",
+    )
     strict: bool = Field(False, description="image folders: stop on the first unreadable image instead of listing and skipping it")
-    groups: str | None = Field(None, description="CSV file with columns path,group (paths relative to --data-dir): each group of "
-                               "related images is one group of the paper's model (§3), instead of augmentations of one image")
-    augment: Literal["default", "none"] = Field("default", description="default: the data set's augmentation (paper Table 2); "
-                                                "none: views are the images themselves (for --groups)")
+    groups: str | None = Field(
+        None,
+        description="CSV file with columns path,group (paths relative to --data-dir): each group of "
+        "related images is one group of the paper's model (§3), instead of augmentations of one image",
+    )
+    augment: Literal["default", "none"] = Field(
+        "default", description="default: the data set's augmentation (paper Table 2); none: views are the images themselves (for --groups)"
+    )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA GPUs that support it and on CPUs with native bf16 (AVX-512 BF16 or AMX), "
-                "fp32 elsewhere; bf16 where the CPU only emulates it runs many times slower (a warning says so)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto: bf16 autocast on CUDA GPUs that support it and on CPUs with native bf16 (AVX-512 BF16 or AMX), "
+        "fp32 elsewhere; bf16 where the CPU only emulates it runs many times slower (a warning says so)",
+    )
     bf16: bool | None = Field(None, description="deprecated: use --precision bf16 / fp32")
-    threads: int | None = Field(None, ge=1, description="intra-op CPU threads (default: torch's choice, one per core); on a "
-                                "machine shared with other jobs, 1 avoids oversubscription (measured 3.5x faster there)")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="intra-op CPU threads (default: one per core that other processes "
+        "leave free, measured at the start and every 5 s while training; OpenMP threads wait passively); "
+        "a count given here is kept",
+    )
     compile: bool = Field(False, description="torch.compile the method")
     checkpoint_every: int = Field(1, ge=1, description="write a checkpoint every N epochs")
     checkpoint_every_steps: int = Field(0, ge=0, description="also every N steps (0: off)")
     checkpoint_minutes: float = Field(10.0, ge=0, description="also when this many minutes passed since the last (0: off)")
-    divergence_check_every: int = Field(0, ge=0, description="check the loss for NaN/inf every N steps; 0: every step on CPU (free), every 25 on a GPU (a check waits for it)")
+    divergence_check_every: int = Field(
+        0,
+        ge=0,
+        description="check the loss for NaN/inf every N steps; 0: every step on CPU (free), every 25 on a GPU (a check waits for it)",
+    )
     logger: list[Literal["csv", "tensorboard", "wandb"]] = Field(
-        default_factory=list, description="experiment logs, comma-separated: csv (RUN_DIR/logs/steps.csv, epochs.csv), "
+        default_factory=list,
+        description="experiment logs, comma-separated: csv (RUN_DIR/logs/steps.csv, epochs.csv), "
         "tensorboard (RUN_DIR/logs/tensorboard/; pip install 'simvae[tensorboard]'), wandb (offline, RUN_DIR/logs/wandb/; "
         "pip install 'simvae[wandb]'): the loss terms, learning rate and views/s every 1/200 epoch, and each epoch "
-        "a validation k-NN accuracy (2,000 training images against 5,000 others); default: none")
+        "a validation k-NN accuracy (2,000 training images against 5,000 others); default: none",
+    )
 
     def check(self) -> None:
-        require(self.dataset in DATASETS, f"unknown data set '{self.dataset}'{suggest(self.dataset, DATASETS)}; choose from {', '.join(DATASETS)}")
+        require(
+            self.dataset in DATASETS,
+            f"unknown data set '{self.dataset}'{suggest(self.dataset, DATASETS)}; choose from {', '.join(DATASETS)}",
+        )
         from .methods import METHODS
 
-        require(self.method in METHODS, f"unknown method '{self.method}'{suggest(self.method, METHODS)}; choose from {', '.join(sorted(METHODS))}")
-        require(self.views_per_step is None or self.batch_size is None,
-                f"give either views_per_step ({self.views_per_step}) or batch_size ({self.batch_size} images), not both: "
-                "views per step is the paper's unit (128), batch size the per-image alternative")
-        require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-                f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
+        require(
+            self.method in METHODS,
+            f"unknown method '{self.method}'{suggest(self.method, METHODS)}; choose from {', '.join(sorted(METHODS))}",
+        )
+        require(
+            self.views_per_step is None or self.batch_size is None,
+            f"give either views_per_step ({self.views_per_step}) or batch_size ({self.batch_size} images), not both: "
+            "views per step is the paper's unit (128), batch size the per-image alternative",
+        )
+        require(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'",
+        )
+        from importlib.util import find_spec
+
+        for name in self.logger:  # refused before a run folder is made
+            require(
+                name == "csv" or find_spec(name) is not None,
+                f"--logger {name} needs the '{name}' package, which is not installed here: pip install 'simvae[{name}]'",
+            )
         spec = DATASETS[self.dataset]
         for name in ("image_size", "channels", "groups"):
             if getattr(self, name) is not None and name not in spec.options:
                 takes = [n for n, s in DATASETS.items() if name in s.options]
-                raise ConfigError(f"option --{name.replace('_', '-')} does not apply to data set '{self.dataset}'"
-                                  + (f"; it applies to {', '.join(takes)}" if takes else ""))
+                raise ConfigError(
+                    f"option --{name.replace('_', '-')} does not apply to data set '{self.dataset}'"
+                    + (f"; it applies to {', '.join(takes)}" if takes else "")
+                )
 
 
 class EvalConfig(Config):
-    max_train_images: int | None = Field(None, ge=10, description="evaluate with the first N training images (default: all); the test set is always whole")
+    max_train_images: int | None = Field(
+        None, ge=10, description="evaluate with the first N training images (default: all); the test set is always whole"
+    )
     val_size: int = Field(10000, ge=1, description="training images held out to choose k and stop the probes")
     knn_max_k: int = Field(15, ge=1, description="k-NN tries k = 1..this")
-    linear_lr_search: bool = Field(True, description="choose the linear probe's learning rate on validation among "
-                                   "probe_lr x 1, 3, 10 (off: probe_lr, the paper's)")
+    linear_lr_search: bool = Field(
+        True, description="choose the linear probe's learning rate on validation among probe_lr x 1, 3, 10 (off: probe_lr, the paper's)"
+    )
     probe_lr: float = Field(3e-4, gt=0, description="Adam learning rate of the probes")
     probe_batch_size: int = Field(128, ge=1, description="batch size of the probes")
     probe_max_epochs: int = Field(200, ge=1, description="most epochs of probe training")
     probe_patience: int = Field(10, ge=1, description="stop a probe after this many epochs without a better validation loss")
-    probe_hidden: int | None = Field(None, ge=1, description="hidden width of the MLP probe (default: the representation size, as the paper's code: 10 or 64)")
-    paper_probes: bool = Field(False, description="also train the probes by the paper's protocol (probe_max_epochs fixed epochs on the whole training "
-                "set, scored once on test), reported under *_acc_paper_protocol keys")
+    probe_hidden: int | None = Field(
+        None, ge=1, description="hidden width of the MLP probe (default: the representation size, as the paper's code: 10 or 64)"
+    )
+    paper_probes: bool = Field(
+        False,
+        description="also train the probes by the paper's protocol (probe_max_epochs fixed epochs on the whole training "
+        "set, scored once on test), reported under *_acc_paper_protocol keys",
+    )
     gmm_restarts: int = Field(10, ge=1, description="GMM initialisations (the paper uses 200)")
     gmm_max_iter: int = Field(200, ge=1, description="EM iterations per GMM initialisation")
     decoder_max_epochs: int = Field(80, ge=1, description="most epochs of the post-hoc decoder (discriminative methods)")
     decoder_patience: int = Field(5, ge=1, description="stop the post-hoc decoder after this many epochs without a better validation MSE")
     map_points: int = Field(3000, ge=0, description="test points in the 2-D t-SNE map")
-    skip: list[str] = Field(default_factory=list, description="evaluators to leave out (see `simvae evaluate --help`: knn, "
-                            "probes, gmm, generation, style, ...), comma-separated: --skip generation,style keeps quick runs quick; "
-                            "default: none")
-    gen_samples: int = Field(10000, ge=0, description="class-conditional samples generated (paper A.7.6; classifier FID and "
-                             "samples.png)")
-    fid_samples: int | None = Field(None, description="samples (and as many test images) for the Inception FID; default: "
-                                    "10,000 on a GPU, 0 (off) on a CPU, where Inception costs about 6 GFLOP per image")
-    style_max_train_images: int | None = Field(10000, ge=10, description="training images whose augmented views fit the style "
-                                               "probes and k-NN (default 10,000; the test set is whole)")
+    skip: list[str] = Field(
+        default_factory=list,
+        description="evaluators to leave out (see `simvae evaluate --help`: knn, "
+        "probes, gmm, generation, style, ...), comma-separated: --skip generation,style keeps quick runs quick; "
+        "default: none",
+    )
+    gen_samples: int = Field(10000, ge=0, description="class-conditional samples generated (paper A.7.6; classifier FID and samples.png)")
+    fid_samples: int | None = Field(
+        None,
+        description="samples (and as many test images) for the Inception FID; default: "
+        "10,000 on a GPU, 0 (off) on a CPU, where Inception costs about 6 GFLOP per image",
+    )
+    style_max_train_images: int | None = Field(
+        10000,
+        ge=10,
+        description="training images whose augmented views fit the style probes and k-NN (default 10,000; the test set is whole)",
+    )
     style_bins: int = Field(4, ge=2, description="equal-mass bins of the continuous style targets (crop scale, jitter factors)")
-    quick: bool = Field(False, description="the quick evaluation preset for short runs (10k training images, short probes, "
-                        "1 GMM restart): its figures are labelled quick")
+    quick: bool = Field(
+        False,
+        description="the quick evaluation preset for short runs (10k training images, short probes, "
+        "1 GMM restart): its figures are labelled quick",
+    )
     seed: int = Field(0, description="seed of the split, probes, GMM and map")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
 
     def check(self) -> None:
-        require(self.fid_samples is None or self.fid_samples == 0 or self.fid_samples >= 2,
-                f"fid_samples must be 0 (off) or >= 2, got {self.fid_samples}")
+        require(
+            self.fid_samples is None or self.fid_samples == 0 or self.fid_samples >= 2,
+            f"fid_samples must be 0 (off) or >= 2, got {self.fid_samples}",
+        )
 
 
 @dataclasses.dataclass
@@ -150,15 +231,36 @@ class RunConfig:
 
 SECTIONS = ("train", "method", "eval")
 
-NEUTRAL_TRAIN_KEYS = frozenset({"device", "threads", "compile", "checkpoint_every", "checkpoint_every_steps",
-                                "checkpoint_minutes", "divergence_check_every", "data_dir", "download", "logger"})
+NEUTRAL_TRAIN_KEYS = frozenset(
+    {
+        "device",
+        "threads",
+        "compile",
+        "checkpoint_every",
+        "checkpoint_every_steps",
+        "checkpoint_minutes",
+        "divergence_check_every",
+        "data_dir",
+        "download",
+        "logger",
+    }
+)
 """Training options that do not change the experiment (where and how fast it runs, how often it is
 saved or checked, where its files are): ``--resume`` accepts them, ``compare`` groups runs that
 differ only in them, and a run's config may differ from its checkpoint's in them."""
 
-QUICK_EVAL = {"max_train_images": 10000, "val_size": 2000, "probe_max_epochs": 50, "probe_patience": 5, "gmm_restarts": 1,
-              "decoder_max_epochs": 10, "decoder_patience": 3, "map_points": 1000,
-              "style_max_train_images": 5000, "gen_samples": 2000}
+QUICK_EVAL = {
+    "max_train_images": 10000,
+    "val_size": 2000,
+    "probe_max_epochs": 50,
+    "probe_patience": 5,
+    "gmm_restarts": 1,
+    "decoder_max_epochs": 10,
+    "decoder_patience": 3,
+    "map_points": 1000,
+    "style_max_train_images": 5000,
+    "gen_samples": 2000,
+}
 """The quick-evaluation preset (``--quick-eval``, EvalConfig ``quick``): for short runs, minutes instead of a quarter hour."""
 
 
@@ -173,6 +275,8 @@ def experiment_keys(config: Mapping[str, Any]) -> dict[str, str]:
                 continue
             out[f"{section}.{key}"] = json.dumps(value, sort_keys=True)
     return out
+
+
 DEFAULT_VIEWS_PER_STEP = 128  # paper A.7.4 / Fig. 8: "batch size of 128 for all reported methods and number of augmentations"
 
 
@@ -265,8 +369,10 @@ def model_spec(run: RunConfig, data_shape) -> "ModelSpec":
 
         _, h, w = data_shape
         if h != w or h not in SIZES:
-            raise ConfigError(f"network conv (paper Table 4) takes square {' or '.join(f'{n}x{n}' for n in SIZES)} images; "
-                              f"{run.train.dataset} has {h}x{w}: use --network mlp")
+            raise ConfigError(
+                f"network conv (paper Table 4) takes square {' or '.join(f'{n}x{n}' for n in SIZES)} images; "
+                f"{run.train.dataset} has {h}x{w}: use --network mlp"
+            )
     return ModelSpec(tuple(data_shape), run.train.latent_dim or p.latent_dim, network)
 
 
@@ -320,9 +426,14 @@ def _section(values: Mapping, name: str, where: str) -> dict:
     return dict(section)
 
 
-def assemble_run_config(base: Mapping[str, Any] | None = None, train: Mapping[str, Any] | None = None,
-                        method: Mapping[str, Any] | None = None, eval: Mapping[str, Any] | None = None,
-                        text: bool = False, where: str = "options") -> RunConfig:
+def assemble_run_config(
+    base: Mapping[str, Any] | None = None,
+    train: Mapping[str, Any] | None = None,
+    method: Mapping[str, Any] | None = None,
+    eval: Mapping[str, Any] | None = None,
+    text: bool = False,
+    where: str = "options",
+) -> RunConfig:
     """A run's config from a base (a ``--config`` file, a run's own config.json, or the Python
     API's mapping ``{"train": ..., "method": ..., "eval": ...}``) with options laid over it section
     by section. With ``text`` the options are command-line text, converted by each field's type
@@ -346,8 +457,9 @@ def assemble_run_config(base: Mapping[str, Any] | None = None, train: Mapping[st
         table = method_option_table()
         for key in method:
             if key in table and name not in table[key]["methods"]:
-                raise ConfigError(f"option --{key.replace('_', '-')} does not apply to method '{name}' "
-                                  f"(it applies to {', '.join(table[key]['methods'])})")
+                raise ConfigError(
+                    f"option --{key.replace('_', '-')} does not apply to method '{name}' (it applies to {', '.join(table[key]['methods'])})"
+                )
         if text and name in METHODS:
             cls = METHODS[name].config_cls
             method = {k: from_text(cls, k, v) if k in cls.model_fields else v for k, v in method.items()}

@@ -34,30 +34,42 @@ class RunFile:
     stage: str  # "train" (written by training), "eval" (by an evaluation), "report" (figures, reports)
 
 
-RUN_FILES: dict[str, RunFile] = {f.name: f for f in (
-    RunFile("config.json", "the fully resolved config (train, method, eval); --config accepts it", "train"),
-    RunFile("metrics.jsonl", "one line per epoch: each loss term, images/s, views/s, wall time", "train"),
-    RunFile("steps.jsonl", "the loss terms averaged over every ~2% of an epoch (the per-step loss curve)", "train"),
-    RunFile("checkpoint.pt", "the last checkpoint (model, optimiser, every RNG state, epoch, step)", "train"),
-    RunFile("train_summary.json", "where the run stands, step size, wall time, throughput, device, provenance", "train"),
-    RunFile("config_history.jsonl", "changes to the config after the start (a run extended with --resume --epochs N)", "train"),
-    RunFile("data_split.json", "image folders: which images are training and test images (the seeded split)", "train"),
-    RunFile("metrics.json", "the headline evaluation's metrics (the full protocol where there is one)", "eval"),
-    RunFile("decoder.pt", "(discriminative methods) the post-hoc decoder and its validation error", "eval"),
-    RunFile("report.md", "the headline evaluation's report: config, wall time, metrics, figures", "report"),
-    RunFile("reconstructions.png", "test images above their reconstructions", "report"),
-    RunFile("latent_map.png", "t-SNE map of test representations coloured by class", "report"),
-    RunFile("loss_curve.png", "the loss terms over training", "report"),
-    RunFile("samples.png", "class-conditional samples, ten per class (methods with a decoder)", "report"),
-    RunFile("augmentations.png", "test images, augmented views and their reconstructions", "report"),
-    RunFile("traversal.png", "decoded steps along the top principal directions of the representation", "report"),
-)}
-RUN_FOLDERS = {"eval": "every evaluation, one folder per settings (eval/NAME/metrics.json, report, figures)",
-               "logs": "experiment logs (--logger: csv, tensorboard)", "comparison": "an old `simvae compare` output"}
+RUN_FILES: dict[str, RunFile] = {
+    f.name: f
+    for f in (
+        RunFile("config.json", "the fully resolved config (train, method, eval); --config accepts it", "train"),
+        RunFile("metrics.jsonl", "one line per epoch: each loss term, images/s, views/s, wall time", "train"),
+        RunFile("steps.jsonl", "the loss terms averaged over every ~2% of an epoch (the per-step loss curve)", "train"),
+        RunFile("checkpoint.pt", "the last checkpoint (model, optimiser, every RNG state, epoch, step)", "train"),
+        RunFile("train_summary.json", "where the run stands, step size, wall time, throughput, device, provenance", "train"),
+        RunFile("config_history.jsonl", "changes to the config after the start (a run extended with --resume --epochs N)", "train"),
+        RunFile("data_split.json", "image folders: which images are training and test images (the seeded split)", "train"),
+        RunFile("metrics.json", "the headline evaluation's metrics (the full protocol where there is one)", "eval"),
+        RunFile("decoder.pt", "(discriminative methods) the post-hoc decoder and its validation error", "eval"),
+        RunFile("report.md", "the headline evaluation's report: config, wall time, metrics, figures", "report"),
+        RunFile("reconstructions.png", "test images above their reconstructions", "report"),
+        RunFile("latent_map.png", "t-SNE map of test representations coloured by class", "report"),
+        RunFile("loss_curve.png", "the loss terms over training", "report"),
+        RunFile("samples.png", "class-conditional samples, ten per class (methods with a decoder)", "report"),
+        RunFile("augmentations.png", "test images, augmented views and their reconstructions", "report"),
+        RunFile("traversal.png", "decoded steps along the top principal directions of the representation", "report"),
+    )
+}
+RUN_FOLDERS = {
+    "eval": "every evaluation, one folder per settings (eval/NAME/metrics.json, report, figures)",
+    "logs": "experiment logs (--logger: csv, tensorboard)",
+    "comparison": "an old `simvae compare` output",
+}
 LOCK_NAME = ".lock"
 
 CONFIG, CHECKPOINT, SUMMARY, METRICS, REPORT, DECODER = (
-    "config.json", "checkpoint.pt", "train_summary.json", "metrics.json", "report.md", "decoder.pt")
+    "config.json",
+    "checkpoint.pt",
+    "train_summary.json",
+    "metrics.json",
+    "report.md",
+    "decoder.pt",
+)
 METRICS_LOG, STEPS_LOG, HISTORY, DATA_SPLIT = "metrics.jsonl", "steps.jsonl", "config_history.jsonl", "data_split.json"
 
 
@@ -98,9 +110,11 @@ def atomic_write(path: str | Path, data: bytes | str | Callable[[Any], None]) ->
             pass
         kept = f"; the previous {path.name} is kept" if path.exists() else ""
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise RunDirError(f"no space left on the device of {path.parent} to write {path.name} "
-                              f"({_mb(len(payload))} needed, {_mb(_free_bytes(path.parent))} free){kept}; free some "
-                              "space and run the command again") from None
+            raise RunDirError(
+                f"no space left on the device of {path.parent} to write {path.name} "
+                f"({_mb(len(payload))} needed, {_mb(_free_bytes(path.parent))} free){kept}; free some "
+                "space and run the command again"
+            ) from None
         raise RunDirError(f"cannot write {path}: {e.strerror or e}{kept}") from None
     return path
 

@@ -51,12 +51,11 @@ def make_tiny_images(n: int, seed: int = 0, size: int = 28) -> tuple[np.ndarray,
     images = rng.integers(0, 60, size=(n, size, size), dtype=np.uint8)
     for i, c in enumerate(labels):
         top = 2 + 2 * int(c) * size // 28
-        images[i, top:top + 3, size // 7:size - size // 7] = rng.integers(200, 256)
+        images[i, top : top + 3, size // 7 : size - size // 7] = rng.integers(200, 256)
     return images, labels
 
 
-def write_tiny_idx(folder: str | Path, n_train: int = 256, n_test: int = 64, seed: int = 0, gz: bool = False,
-                   size: int = 28) -> Path:
+def write_tiny_idx(folder: str | Path, n_train: int = 256, n_test: int = 64, seed: int = 0, gz: bool = False, size: int = 28) -> Path:
     """Write the four IDX files of a tiny MNIST-like data set into ``folder`` (created); return it."""
     from simvae.data.idx import write_idx
 
@@ -78,22 +77,62 @@ def tiny_data(tmp_path_factory) -> Path:
     return write_tiny_idx(tmp_path_factory.mktemp("tiny-idx"), n_train=256, n_test=64, seed=0)
 
 
-def tiny_train_args(data_dir: str | Path, *extra: str, subset: int = 256, batch: int = 32, views: int = 2,
-                    epochs: int = 1) -> list[str]:
+def tiny_train_args(data_dir: str | Path, *extra: str, subset: int = 256, batch: int = 32, views: int = 2, epochs: int = 1) -> list[str]:
     """``simvae train`` options for a tiny, fast CPU run on ``data_dir`` (MNIST layout)."""
-    return ["--dataset", "mnist", "--data-dir", str(data_dir), "--no-download", "--device", "cpu",
-            "--train-subset", str(subset), "--batch-size", str(batch), "--n-views", str(views),
-            "--epochs", str(epochs), *extra]
+    return [
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data_dir),
+        "--no-download",
+        "--device",
+        "cpu",
+        "--train-subset",
+        str(subset),
+        "--batch-size",
+        str(batch),
+        "--n-views",
+        str(views),
+        "--epochs",
+        str(epochs),
+        *extra,
+    ]
 
 
-TINY_EVAL_ARGS = ["--probe-max-epochs", "3", "--probe-patience", "2", "--gmm-restarts", "1", "--gmm-max-iter", "20",
-                  "--map-points", "0", "--val-size", "32", "--knn-max-k", "3", "--probe-hidden", "16", "--device", "cpu"]
+TINY_EVAL_ARGS = [
+    "--probe-max-epochs",
+    "3",
+    "--probe-patience",
+    "2",
+    "--gmm-restarts",
+    "1",
+    "--gmm-max-iter",
+    "20",
+    "--map-points",
+    "0",
+    "--val-size",
+    "32",
+    "--knn-max-k",
+    "3",
+    "--probe-hidden",
+    "16",
+    "--device",
+    "cpu",
+]
 
 
 def tiny_train_config(data_dir: str | Path, **train) -> dict:
     """The ``build_run_config`` mapping of a tiny CPU run (override train keys; add 'method'/'eval' yourself)."""
-    base = {"dataset": "mnist", "data_dir": str(data_dir), "download": False, "device": "cpu",
-            "train_subset": 128, "batch_size": 32, "epochs": 1, "seed": 0}
+    base = {
+        "dataset": "mnist",
+        "data_dir": str(data_dir),
+        "download": False,
+        "device": "cpu",
+        "train_subset": 128,
+        "batch_size": 32,
+        "epochs": 1,
+        "seed": 0,
+    }
     base.update(train)
     return {"train": base, "method": {"n_views": 2}}
 
@@ -132,8 +171,7 @@ def run_cli(*args: str, cwd: str | Path | None = None, timeout: float = 120) -> 
     return CliResult(list(map(str, args)), p.returncode, p.stdout, p.stderr)
 
 
-def run_cli_many(arg_lists: list[list[str]], cwd: str | Path | None = None, timeout: float = 120,
-                 workers: int = 3) -> list[CliResult]:
+def run_cli_many(arg_lists: list[list[str]], cwd: str | Path | None = None, timeout: float = 120, workers: int = 3) -> list[CliResult]:
     """Several independent ``simvae`` commands, a few at a time (each start imports torch, ~2-3 s)."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda a: run_cli(*a, cwd=cwd, timeout=timeout), arg_lists))
@@ -191,15 +229,26 @@ def run_cli_forked(arg_lists: list[list[str]], cwd: str | Path, timeout: float =
     cwd = Path(cwd)
     logs = Path(cwd) / ".cli-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    jobs = [{"args": list(map(str, a)), "cwd": str(cwd), "stdout": str(logs / f"{i}.out"),
-             "stderr": str(logs / f"{i}.err")} for i, a in enumerate(arg_lists)]
-    p = subprocess.run([sys.executable, "-c", _FORK_SERVER], input=json.dumps(jobs), env=cli_env(), cwd=cwd,
-                       capture_output=True, text=True, timeout=timeout)
+    jobs = [
+        {"args": list(map(str, a)), "cwd": str(cwd), "stdout": str(logs / f"{i}.out"), "stderr": str(logs / f"{i}.err")}
+        for i, a in enumerate(arg_lists)
+    ]
+    p = subprocess.run(
+        [sys.executable, "-c", _FORK_SERVER],
+        input=json.dumps(jobs),
+        env=cli_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if p.returncode != 0:
         raise RuntimeError(f"fork server failed ({p.returncode}): {p.stderr[-3000:]}")
     statuses = json.loads(p.stdout.strip().splitlines()[-1])
-    return [CliResult(job["args"], status, Path(job["stdout"]).read_text(), Path(job["stderr"]).read_text())
-            for job, status in zip(jobs, statuses)]
+    return [
+        CliResult(job["args"], status, Path(job["stdout"]).read_text(), Path(job["stderr"]).read_text())
+        for job, status in zip(jobs, statuses)
+    ]
 
 
 @contextmanager

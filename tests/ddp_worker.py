@@ -20,14 +20,14 @@ import torch
 
 N_IMAGES, BATCH, SIDE = 32, 8, 8
 METHOD_OPTIONS = {
-    "simvae": {"n_views": 3},   # groups of J views, never split across processes
+    "simvae": {"n_views": 3},  # groups of J views, never split across processes
     "vae": {},
     "beta-vae": {},
-    "cr-vae": {},               # noise consumed in the order drawn
-    "simclr": {"n_views": 3},   # J > 2: every other view of the same image is a positive
-    "moco": {"queue_size": 16},    # keys gathered from every process into the queue
+    "cr-vae": {},  # noise consumed in the order drawn
+    "simclr": {"n_views": 3},  # J > 2: every other view of the same image is a positive
+    "moco": {"queue_size": 16},  # keys gathered from every process into the queue
     "mocov2": {"queue_size": 16},
-    "vicreg": {"n_views": 2},   # BatchNorm in the expander, batch statistics in the loss
+    "vicreg": {"n_views": 2},  # BatchNorm in the expander, batch statistics in the loss
     "random": {},
 }
 
@@ -50,9 +50,21 @@ def one_step(method: str, out_dir: Path) -> dict:
     from simvae.run_config import build_run_config
     from simvae.train import Trainer
 
-    run = build_run_config({"train": {"method": method, "batch_size": BATCH, "epochs": 1, "device": "cpu",
-                                      "seed": 0, "train_subset": N_IMAGES, "lr": 1e-3, "precision": "fp32"},
-                            "method": METHOD_OPTIONS[method]})
+    run = build_run_config(
+        {
+            "train": {
+                "method": method,
+                "batch_size": BATCH,
+                "epochs": 1,
+                "device": "cpu",
+                "seed": 0,
+                "train_subset": N_IMAGES,
+                "lr": 1e-3,
+                "precision": "fp32",
+            },
+            "method": METHOD_OPTIONS[method],
+        }
+    )
     trainer = Trainer(run, out_dir / method, data=tiny_data(), progress=False)
     terms = trainer.train_step(global_batch())
     return {
@@ -73,9 +85,21 @@ def one_epoch(method: str, out_dir: Path) -> list[dict]:
     from simvae.run_config import build_run_config
     from simvae.train import Trainer
 
-    run = build_run_config({"train": {"method": method, "batch_size": BATCH, "epochs": 1, "device": "cpu",
-                                      "seed": 0, "train_subset": N_IMAGES, "lr": 1e-3, "precision": "fp32"},
-                            "method": METHOD_OPTIONS[method]})
+    run = build_run_config(
+        {
+            "train": {
+                "method": method,
+                "batch_size": BATCH,
+                "epochs": 1,
+                "device": "cpu",
+                "seed": 0,
+                "train_subset": N_IMAGES,
+                "lr": 1e-3,
+                "precision": "fp32",
+            },
+            "method": METHOD_OPTIONS[method],
+        }
+    )
     folder = out_dir / f"{method}-fit"
     folder.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(run, folder, data=tiny_data(), progress=False)

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO, cli_env
+
 from simvae.data import Target
 from simvae.evaluate import EVALUATORS, METRICS, evaluate_targets
 from simvae.evaluate.registry import format_value, metric
@@ -58,8 +58,9 @@ def test_a_new_evaluator_is_one_file_plus_one_import(restored_registries):
     assert "style/shift/knn_acc" in m and "knn_acc" in m
     assert metric("style/shift/nearest_mean_acc").label == "nearest class mean (style/shift)"
     assert format_value("style/shift/nearest_mean_acc", 0.9123) == "91.2"
-    assert "style/shift/nearest_mean_acc" not in evaluate_targets(train_x, test_x, [content, style], cfg,
-                                                                  skip=("gmm", "probes", "nearest_mean"))
+    assert "style/shift/nearest_mean_acc" not in evaluate_targets(
+        train_x, test_x, [content, style], cfg, skip=("gmm", "probes", "nearest_mean")
+    )
 
 
 def test_missing_labels_leave_only_their_target():
@@ -69,8 +70,9 @@ def test_missing_labels_leave_only_their_target():
     y_missing = y.clone()
     y_missing[::3] = -1
     cfg = EvalConfig(val_size=40, probe_max_epochs=3, gmm_restarts=1, knn_max_k=3)
-    m = evaluate_targets(x[:150], x[150:], [Target("class", y[:150], y[150:], 2),
-                                            Target("partial", y_missing[:150], y_missing[150:], 2, "style")], cfg)
+    m = evaluate_targets(
+        x[:150], x[150:], [Target("class", y[:150], y[150:], 2), Target("partial", y_missing[:150], y_missing[150:], 2, "style")], cfg
+    )
     assert 0 <= m["partial/knn_acc"] <= 1 and "partial/gmm_acc" not in m  # GMM is for content targets
 
 
@@ -78,8 +80,20 @@ def test_progress_off_a_terminal_logs_lines_not_bar_redraws(tiny_data, tmp_path)
     from simvae.train import Trainer
     from simvae.train.callbacks import Progress
 
-    run = build_run_config({"train": {"dataset": "mnist", "data_dir": str(tiny_data), "download": False, "device": "cpu",
-                                      "train_subset": 64, "batch_size": 8, "epochs": 2}, "method": {"n_views": 2}})
+    run = build_run_config(
+        {
+            "train": {
+                "dataset": "mnist",
+                "data_dir": str(tiny_data),
+                "download": False,
+                "device": "cpu",
+                "train_subset": 64,
+                "batch_size": 8,
+                "epochs": 2,
+            },
+            "method": {"n_views": 2},
+        }
+    )
     stream = io.StringIO()  # not a terminal
     trainer = Trainer(run, tmp_path, progress=True)
     callbacks = trainer.default_callbacks()
@@ -96,8 +110,10 @@ def test_progress_off_a_terminal_logs_lines_not_bar_redraws(tiny_data, tmp_path)
 
 def test_evaluating_a_run_never_imports_the_training_loop(tmp_path):
     """The modules `simvae evaluate RUN_DIR` imports (measured in a fresh interpreter)."""
-    code = ("import sys, simvae.cli, simvae.pipeline, simvae.run, simvae.evaluate, simvae.report, simvae.report.compare;"
-            "print(sorted(m for m in sys.modules if m.startswith('simvae')))")
+    code = (
+        "import sys, simvae.cli, simvae.pipeline, simvae.run, simvae.evaluate, simvae.report, simvae.report.compare;"
+        "print(sorted(m for m in sys.modules if m.startswith('simvae')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
     modules = eval(out.stdout.strip())
     assert "simvae.run" in modules and "simvae.evaluate" in modules
@@ -122,8 +138,20 @@ def test_per_epoch_callback_values_join_the_epoch_record(tiny_data, tmp_path):
 
     from simvae.train import Trainer
 
-    run = build_run_config({"train": {"dataset": "mnist", "data_dir": str(tiny_data), "download": False, "device": "cpu",
-                                      "train_subset": 32, "batch_size": 8, "epochs": 2}, "method": {"n_views": 2}})
+    run = build_run_config(
+        {
+            "train": {
+                "dataset": "mnist",
+                "data_dir": str(tiny_data),
+                "download": False,
+                "device": "cpu",
+                "train_subset": 32,
+                "batch_size": 8,
+                "epochs": 2,
+            },
+            "method": {"n_views": 2},
+        }
+    )
     seen = []
 
     def on_epoch_end(trainer, record):
@@ -166,8 +194,7 @@ def test_a_new_data_set_is_one_file_plus_one_import(tmp_path):
         build_run_config({"train": {"dataset": "toy-bars"}})
     importlib.import_module("toy_dataset")  # the one import line
     try:
-        run = build_run_config({"train": {"dataset": "toy-bars", "device": "cpu", "batch_size": 16, "epochs": 1},
-                                "method": {"n_views": 2}})
+        run = build_run_config({"train": {"dataset": "toy-bars", "device": "cpu", "batch_size": 16, "epochs": 1}, "method": {"n_views": 2}})
         assert model_spec(run, (1, 16, 16)).latent_dim == 4
         summary = train(run, tmp_path / "run", progress=False)
         assert summary["finished"] and summary["train_images"] == 96

@@ -5,14 +5,21 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy import stats
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
-import torch.nn.functional as F
-
-from simvae.augment import ViewParams, apply_views, augment, resize_matrices, sample_crop_boxes, sample_view_params
-from simvae.augment import GREY_AUGMENT, AugmentSpec
+from simvae.augment import (
+    GREY_AUGMENT,
+    AugmentSpec,
+    ViewParams,
+    apply_views,
+    augment,
+    resize_matrices,
+    sample_crop_boxes,
+    sample_view_params,
+)
 
 SCALE, RATIO = (0.4, 1.0), (0.75, 1.3)
 N = 20000
@@ -138,7 +145,7 @@ def per_view_reference(images: torch.Tensor, params: ViewParams) -> torch.Tensor
     out = []
     for k in range(n):
         t, l, h, w = (int(v[k]) for v in (params.top, params.left, params.height, params.width))
-        crop = images[k // (n // b), :, t:t + h, l:l + w][None]
+        crop = images[k // (n // b), :, t : t + h, l : l + w][None]
         view = F.interpolate(crop, size=(hh, ww), mode="bilinear", align_corners=False, antialias=False)[0]
         out.append(view.flip(-2) if bool(params.vflip[k]) else view)
     return torch.stack(out).view(b, n // b, c, hh, ww)
@@ -171,7 +178,7 @@ def test_pipeline_of_operations_equals_the_fused_views():
     params = pipe.make_params(6 * 4, (16, 16), torch.Generator().manual_seed(5))
     fused = apply_views(x, sample_view_params(6, 4, (16, 16), COLOUR_AUGMENT, torch.Generator().manual_seed(5)))
     torch.testing.assert_close(pipe(x, params), fused)
-    torch.testing.assert_close(pipe(x[2:4], params[2 * 4:4 * 4]), fused[2:4])
+    torch.testing.assert_close(pipe(x[2:4], params[2 * 4 : 4 * 4]), fused[2:4])
 
 
 def test_a_new_operation_is_one_class():

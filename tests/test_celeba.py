@@ -10,31 +10,79 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_EVAL_ARGS, run_cli
-from simvae.data import DATASETS, load_dataset
-from simvae.data import celeba
+
+from simvae.data import DATASETS, celeba, load_dataset, preset
 from simvae.errors import ConfigError, DataError
-from simvae.data import preset
 
 # CelebA's 40 attributes in file order, with their published positive rates (whole data set):
 # the tiny files below use these rates on their training partition.
 RATES = {
-    "5_o_Clock_Shadow": .111, "Arched_Eyebrows": .267, "Attractive": .512, "Bags_Under_Eyes": .205, "Bald": .022,
-    "Bangs": .152, "Big_Lips": .241, "Big_Nose": .235, "Black_Hair": .239, "Blond_Hair": .148, "Blurry": .051,
-    "Brown_Hair": .205, "Bushy_Eyebrows": .142, "Chubby": .058, "Double_Chin": .047, "Eyeglasses": .065,
-    "Goatee": .063, "Gray_Hair": .042, "Heavy_Makeup": .387, "High_Cheekbones": .455, "Male": .417,
-    "Mouth_Slightly_Open": .483, "Mustache": .042, "Narrow_Eyes": .115, "No_Beard": .835, "Oval_Face": .284,
-    "Pale_Skin": .043, "Pointy_Nose": .277, "Receding_Hairline": .080, "Rosy_Cheeks": .066, "Sideburns": .057,
-    "Smiling": .482, "Straight_Hair": .208, "Wavy_Hair": .320, "Wearing_Earrings": .189, "Wearing_Hat": .048,
-    "Wearing_Lipstick": .472, "Wearing_Necklace": .123, "Wearing_Necktie": .073, "Young": .774,
+    "5_o_Clock_Shadow": 0.111,
+    "Arched_Eyebrows": 0.267,
+    "Attractive": 0.512,
+    "Bags_Under_Eyes": 0.205,
+    "Bald": 0.022,
+    "Bangs": 0.152,
+    "Big_Lips": 0.241,
+    "Big_Nose": 0.235,
+    "Black_Hair": 0.239,
+    "Blond_Hair": 0.148,
+    "Blurry": 0.051,
+    "Brown_Hair": 0.205,
+    "Bushy_Eyebrows": 0.142,
+    "Chubby": 0.058,
+    "Double_Chin": 0.047,
+    "Eyeglasses": 0.065,
+    "Goatee": 0.063,
+    "Gray_Hair": 0.042,
+    "Heavy_Makeup": 0.387,
+    "High_Cheekbones": 0.455,
+    "Male": 0.417,
+    "Mouth_Slightly_Open": 0.483,
+    "Mustache": 0.042,
+    "Narrow_Eyes": 0.115,
+    "No_Beard": 0.835,
+    "Oval_Face": 0.284,
+    "Pale_Skin": 0.043,
+    "Pointy_Nose": 0.277,
+    "Receding_Hairline": 0.080,
+    "Rosy_Cheeks": 0.066,
+    "Sideburns": 0.057,
+    "Smiling": 0.482,
+    "Straight_Hair": 0.208,
+    "Wavy_Hair": 0.320,
+    "Wearing_Earrings": 0.189,
+    "Wearing_Hat": 0.048,
+    "Wearing_Lipstick": 0.472,
+    "Wearing_Necklace": 0.123,
+    "Wearing_Necktie": 0.073,
+    "Young": 0.774,
 }
 NAMES = list(RATES)
 # what the balance rule gives on those rates (and, as documented, on the real CelebA)
-EXPECTED_ATTRS = ["Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bangs", "Big_Lips", "Big_Nose",
-                  "Bushy_Eyebrows", "Heavy_Makeup", "High_Cheekbones", "Mouth_Slightly_Open", "No_Beard", "Oval_Face",
-                  "Pointy_Nose", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Lipstick",
-                  "Wearing_Necklace", "Young"]
+EXPECTED_ATTRS = [
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Bushy_Eyebrows",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Mouth_Slightly_Open",
+    "No_Beard",
+    "Oval_Face",
+    "Pointy_Nose",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Young",
+]
 N0, N1, N2 = 200, 20, 40  # train, valid, test partitions
 N = N0 + N1 + N2
 HAIR_COLOURS = np.array([[20, 20, 20], [40, 25, 15], [230, 200, 90], [120, 70, 30], [170, 170, 170]], np.uint8)
@@ -178,8 +226,9 @@ def test_balance_rule():
     assert celeba.select_attributes(names, values) == [names[j] for j in top]
     few = values[:, :10].copy()  # fewer than 20 pass: all of them, in file order
     few_names = names[:10]
-    assert celeba.select_attributes(few_names + names[10:], np.concatenate([few, np.zeros((1000, 30), np.int8)], 1)) \
-        == [names[j] for j in range(6, 10) if minority[j] >= 0.1]
+    assert celeba.select_attributes(few_names + names[10:], np.concatenate([few, np.zeros((1000, 30), np.int8)], 1)) == [
+        names[j] for j in range(6, 10) if minority[j] >= 0.1
+    ]
 
 
 def test_cache_is_reused_and_rebuilt_when_the_source_changes(celeba_dir, cache, monkeypatch):
@@ -248,8 +297,7 @@ def test_the_process_pool_writes_the_same_cache(master, tmp_path, monkeypatch):
 def test_missing_and_corrupt_images_are_named(celeba_dir, cache):
     img = celeba_dir / "img_align_celeba"
     (img / "000007.jpg").unlink()
-    with pytest.raises(DataError, match=rf"1 of the {N} images listed in .* are missing from .*: "
-                                        + re.escape(str(img / "000007.jpg"))):
+    with pytest.raises(DataError, match=rf"1 of the {N} images listed in .* are missing from .*: " + re.escape(str(img / "000007.jpg"))):
         load_dataset("celeba", celeba_dir, download=False)
     shutil.copy(img / "000008.jpg", img / "000007.jpg")
     (img / "000003.jpg").write_bytes(b"\xff\xd8 truncated")
@@ -260,8 +308,11 @@ def test_missing_and_corrupt_images_are_named(celeba_dir, cache):
     from PIL import Image
 
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(img / "000004.jpg")
-    with pytest.raises(DataError, match=r"2 of the .* images cannot be used: .*000003.jpg .*000004.jpg \(ValueError: "
-                                        r"is 64x64, expected 178x218"):
+    with pytest.raises(
+        DataError,
+        match=r"2 of the .* images cannot be used: .*000003.jpg .*000004.jpg \(ValueError: "
+        r"is 64x64, expected 178x218",
+    ):
         load_dataset("celeba", celeba_dir, download=False)
     assert not list(cache.glob("*.np[yz]"))
 
@@ -274,20 +325,29 @@ def _damage(celeba_dir, which, fn):
     return path
 
 
-@pytest.mark.parametrize("which, fn, message", [
-    ("list_attr_celeba.txt", lambda ls: ls.__setitem__(1, " ".join(NAMES[:39])), r"line 2: 39 distinct attribute names"),
-    ("list_attr_celeba.txt", lambda ls: ls.__setitem__(6, ls[6].rsplit(" ", 1)[0]), r"line 7: 39 values"),
-    ("list_attr_celeba.txt", lambda ls: ls.__setitem__(9, ls[9][:-2] + " 0"), r"line 10: value '0' for Young is not -1 or 1"),
-    ("list_attr_celeba.txt", lambda ls: ls.__setitem__(0, "261"), r"line 1: says 261 images but the file lists 260"),
-    ("list_attr_celeba.txt", lambda ls: ls.__setitem__(0, "many"), r"line 1: 'many' is not the number of images"),
-    ("list_attr_celeba.txt", lambda ls: ls.__setitem__(4, ls[3]), r"line 5: 000002.jpg is listed twice \(first on line 4\)"),
-    ("list_attr_celeba.txt", lambda ls: ls.__setitem__(1, ls[1].replace("Male", "Mail")), r"line 2: no attribute Male"),
-    ("list_eval_partition.txt", lambda ls: ls.__setitem__(4, "000005.jpg 3"), r"line 5: expected 'FILE 0\|1\|2'"),
-    ("list_eval_partition.txt", lambda ls: ls.__setitem__(4, "999999.jpg 0"),
-     r"list_eval_partition.txt line 5: 999999.jpg is not in .*list_attr_celeba.txt"),
-    ("list_eval_partition.txt", lambda ls: ls.pop(4),
-     r"list_attr_celeba.txt: 1 images have no partition in .*list_eval_partition.txt, the first 000005.jpg \(line 7\)"),
-])
+@pytest.mark.parametrize(
+    "which, fn, message",
+    [
+        ("list_attr_celeba.txt", lambda ls: ls.__setitem__(1, " ".join(NAMES[:39])), r"line 2: 39 distinct attribute names"),
+        ("list_attr_celeba.txt", lambda ls: ls.__setitem__(6, ls[6].rsplit(" ", 1)[0]), r"line 7: 39 values"),
+        ("list_attr_celeba.txt", lambda ls: ls.__setitem__(9, ls[9][:-2] + " 0"), r"line 10: value '0' for Young is not -1 or 1"),
+        ("list_attr_celeba.txt", lambda ls: ls.__setitem__(0, "261"), r"line 1: says 261 images but the file lists 260"),
+        ("list_attr_celeba.txt", lambda ls: ls.__setitem__(0, "many"), r"line 1: 'many' is not the number of images"),
+        ("list_attr_celeba.txt", lambda ls: ls.__setitem__(4, ls[3]), r"line 5: 000002.jpg is listed twice \(first on line 4\)"),
+        ("list_attr_celeba.txt", lambda ls: ls.__setitem__(1, ls[1].replace("Male", "Mail")), r"line 2: no attribute Male"),
+        ("list_eval_partition.txt", lambda ls: ls.__setitem__(4, "000005.jpg 3"), r"line 5: expected 'FILE 0\|1\|2'"),
+        (
+            "list_eval_partition.txt",
+            lambda ls: ls.__setitem__(4, "999999.jpg 0"),
+            r"list_eval_partition.txt line 5: 999999.jpg is not in .*list_attr_celeba.txt",
+        ),
+        (
+            "list_eval_partition.txt",
+            lambda ls: ls.pop(4),
+            r"list_attr_celeba.txt: 1 images have no partition in .*list_eval_partition.txt, the first 000005.jpg \(line 7\)",
+        ),
+    ],
+)
 def test_malformed_text_files_name_the_file_and_line(celeba_dir, which, fn, message):
     path = _damage(celeba_dir, which, fn)
     with pytest.raises(DataError, match=message) as e:
@@ -297,9 +357,12 @@ def test_malformed_text_files_name_the_file_and_line(celeba_dir, which, fn, mess
 
 
 def test_where_it_looks(celeba_dir, tmp_path, monkeypatch):
-    with pytest.raises(DataError, match=r"celeba not found: .*empty lacks img_align_celeba/, list_attr_celeba.txt, "
-                                        r"list_eval_partition.txt \(an explicit --data-dir is used as it is\); also "
-                                        r"looked in .*empty/celeba; download img_align_celeba.zip"):
+    with pytest.raises(
+        DataError,
+        match=r"celeba not found: .*empty lacks img_align_celeba/, list_attr_celeba.txt, "
+        r"list_eval_partition.txt \(an explicit --data-dir is used as it is\); also "
+        r"looked in .*empty/celeba; download img_align_celeba.zip",
+    ):
         (tmp_path / "empty").mkdir()
         load_dataset("celeba", tmp_path / "empty", download=True)
     with pytest.raises(DataError, match="does not exist"):
@@ -337,9 +400,29 @@ def test_cli_trains_and_evaluates_every_target(master, tmp_path):
     out = tmp_path / "run"
     # generated samples (35 s of decoding on a CPU) and augmentation-style retrieval are not CelebA's to test
     skip = ["--skip", "generation,style"] if "skip" in EvalConfig.model_fields else []
-    r = run_cli("train", "--dataset", "celeba", "--data-dir", str(master[0]), "--train-subset", "32", "--epochs", "1",
-                "--batch-size", "8", "--n-views", "2", "--no-download", "--quiet", "--quick-eval", "--out", str(out),
-                *TINY_EVAL_ARGS, *skip, timeout=300)
+    r = run_cli(
+        "train",
+        "--dataset",
+        "celeba",
+        "--data-dir",
+        str(master[0]),
+        "--train-subset",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--n-views",
+        "2",
+        "--no-download",
+        "--quiet",
+        "--quick-eval",
+        "--out",
+        str(out),
+        *TINY_EVAL_ARGS,
+        *skip,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     assert m["dataset"] == "celeba" and 0 <= m["knn_acc"] <= 1

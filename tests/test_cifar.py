@@ -17,7 +17,7 @@ def _images(n, seed):
     labels = np.arange(n) % 10
     x = rng.integers(0, 60, size=(n, 3, 32, 32), dtype=np.uint8)
     for i, c in enumerate(labels):
-        x[i, c % 3, 2 + 2 * c:5 + 2 * c, 4:28] = 220  # a class-dependent coloured bar
+        x[i, c % 3, 2 + 2 * c : 5 + 2 * c, 4:28] = 220  # a class-dependent coloured bar
     return x, labels
 
 
@@ -68,8 +68,10 @@ def test_jpeg_folders_load_with_the_class_folders(tmp_path):
     for i in range(60):  # every image is there, under its class (JPEG: close, not equal)
         c = data.classes.index(CLASSES[y[i]])
         want = torch.from_numpy(x[i]).float()
-        d = [(data.train_images[j].float().mean((1, 2)) - want.mean((1, 2))).abs().max()
-             for j in torch.nonzero(data.train_labels == c).squeeze(1)]
+        d = [
+            (data.train_images[j].float().mean((1, 2)) - want.mean((1, 2))).abs().max()
+            for j in torch.nonzero(data.train_labels == c).squeeze(1)
+        ]
         assert min(d) < 3  # each channel's mean survives JPEG
 
 
@@ -104,11 +106,21 @@ def test_conv_simvae_trains_and_evaluates_on_cifar(tmp_path):
     from simvae.train import train
 
     write_python_version(tmp_path / "data")
-    run = build_run_config({"train": {"dataset": "cifar10", "data_dir": str(tmp_path / "data"), "download": False,
-                                      "device": "cpu", "train_subset": 32, "batch_size": 8, "epochs": 1},
-                            "method": {"n_views": 2},
-                            "eval": {"probe_max_epochs": 2, "gmm_restarts": 1, "val_size": 20, "knn_max_k": 3,
-                                     "map_points": 0, "gmm_max_iter": 10}})
+    run = build_run_config(
+        {
+            "train": {
+                "dataset": "cifar10",
+                "data_dir": str(tmp_path / "data"),
+                "download": False,
+                "device": "cpu",
+                "train_subset": 32,
+                "batch_size": 8,
+                "epochs": 1,
+            },
+            "method": {"n_views": 2},
+            "eval": {"probe_max_epochs": 2, "gmm_restarts": 1, "val_size": 20, "knn_max_k": 3, "map_points": 0, "gmm_max_iter": 10},
+        }
+    )
     summary = train(run, tmp_path / "run", progress=False)
     assert summary["steps"] == 4 and summary["finished"]
     m = evaluate_run(tmp_path / "run", quiet=True)

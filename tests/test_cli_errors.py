@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY_EVAL_ARGS, float32_default, run_cli_forked, run_cli_many, tiny_train_args, tiny_train_config
 
 pytestmark = pytest.mark.usefixtures("float32")  # whatever the default dtype other test modules left
@@ -57,9 +56,26 @@ def _tiny(data_dir, out, *extra, subset=64):
 def results(tiny_data, tmp_path_factory):
     base = tmp_path_factory.mktemp("cli-errors")
     d = tiny_data
-    p = {name: base / name for name in ("simvae_run", "vae_run", "wrong_method", "wrong_latent", "corrupt",
-                                        "truncated", "foreign", "resume_wrong", "empty_ckpt", "pickle_ckpt", "not_a_run", "a_file",
-                                        "overwrite_run", "big_batch", "ro_dir")}
+    p = {
+        name: base / name
+        for name in (
+            "simvae_run",
+            "vae_run",
+            "wrong_method",
+            "wrong_latent",
+            "corrupt",
+            "truncated",
+            "foreign",
+            "resume_wrong",
+            "empty_ckpt",
+            "pickle_ckpt",
+            "not_a_run",
+            "a_file",
+            "overwrite_run",
+            "big_batch",
+            "ro_dir",
+        )
+    }
     # Real runs, trained in-process (no process start): a SimVAE run and a VAE run.
     _train_in_process(d, p["simvae_run"], "simvae")
     _train_in_process(d, p["vae_run"], "vae")
@@ -107,115 +123,216 @@ def results(tiny_data, tmp_path_factory):
     out = base / "out"  # a fresh run folder for cases that fail before any work
     cases = [
         Case("unknown_option", ["train", "--epohcs", "3"], ["--epohcs", "did you mean '--epochs'"]),
-        Case("unknown_option_evaluate", ["evaluate", str(p["simvae_run"]), "--knn-max", "3"],
-             ["--knn-max", "did you mean '--knn-max-k'"]),
+        Case("unknown_option_evaluate", ["evaluate", str(p["simvae_run"]), "--knn-max", "3"], ["--knn-max", "did you mean '--knn-max-k'"]),
         Case("unknown_command", ["trian"], ["trian", "train"]),
-        Case("config_unknown_key", ["train", "--config", str(base / "unknown_key.json"), "--out", str(out)],
-             ["unknown key 'epochz'", "did you mean 'epochs'", "unknown_key.json"]),
-        Case("config_unknown_section", ["train", "--config", str(base / "unknown_section.json"), "--out", str(out)],
-             ["unknown section 'trian'", "did you mean 'train'"]),
-        Case("config_unknown_method_key", ["train", "--config", str(base / "unknown_method_key.json"), "--out", str(out)],
-             ["unknown key 'prior_vr'", "did you mean 'prior_var'"]),
-        Case("config_wrong_type", ["train", "--config", str(base / "wrong_type.json"), "--out", str(out)],
-             ["'epochs'", "integer", "'many'"]),
-        Case("config_not_object", ["train", "--config", str(base / "not_object.json"), "--out", str(out)],
-             ["not_object.json", "JSON object"]),
-        Case("config_bad_json", ["train", "--config", str(base / "bad_json.json"), "--out", str(out)],
-             ["bad_json.json", "not valid JSON", "line 1"]),
-        Case("config_missing_file", ["train", "--config", str(base / "nope.json"), "--out", str(out)],
-             ["nope.json", "cannot read"]),
+        Case(
+            "config_unknown_key",
+            ["train", "--config", str(base / "unknown_key.json"), "--out", str(out)],
+            ["unknown key 'epochz'", "did you mean 'epochs'", "unknown_key.json"],
+        ),
+        Case(
+            "config_unknown_section",
+            ["train", "--config", str(base / "unknown_section.json"), "--out", str(out)],
+            ["unknown section 'trian'", "did you mean 'train'"],
+        ),
+        Case(
+            "config_unknown_method_key",
+            ["train", "--config", str(base / "unknown_method_key.json"), "--out", str(out)],
+            ["unknown key 'prior_vr'", "did you mean 'prior_var'"],
+        ),
+        Case(
+            "config_wrong_type", ["train", "--config", str(base / "wrong_type.json"), "--out", str(out)], ["'epochs'", "integer", "'many'"]
+        ),
+        Case(
+            "config_not_object", ["train", "--config", str(base / "not_object.json"), "--out", str(out)], ["not_object.json", "JSON object"]
+        ),
+        Case(
+            "config_bad_json",
+            ["train", "--config", str(base / "bad_json.json"), "--out", str(out)],
+            ["bad_json.json", "not valid JSON", "line 1"],
+        ),
+        Case("config_missing_file", ["train", "--config", str(base / "nope.json"), "--out", str(out)], ["nope.json", "cannot read"]),
         Case("lr_not_a_number", ["train", "--lr", "abc", "--out", str(out)], ["'lr'", "'abc'"]),
         Case("epochs_not_an_integer", ["train", "--epochs", "2.5", "--out", str(out)], ["'epochs'", "integer", "2.5"]),
-        Case("bool_not_a_bool", ["train", "--config", str(base / "wrong_bool.json"), "--out", str(out)],
-             ["'bf16'", "true or false", "'maybe'"]),
+        Case(
+            "bool_not_a_bool",
+            ["train", "--config", str(base / "wrong_bool.json"), "--out", str(out)],
+            ["'bf16'", "true or false", "'maybe'"],
+        ),
         Case("lr_infinite", ["train", "--lr", "inf", "--out", str(out)], ["'lr'", "inf"]),
         Case("n_views_zero", ["train", "--n-views", "0", "--out", str(out)], ["n_views", ">= 1", "got 0"]),
-        Case("simclr_one_view", ["train", "--method", "simclr", "--n-views", "1", "--out", str(out)],
-             ["n_views", ">= 2", "got 1"]),
+        Case("simclr_one_view", ["train", "--method", "simclr", "--n-views", "1", "--out", str(out)], ["n_views", ">= 2", "got 1"]),
         Case("prior_var_zero", ["train", "--prior-var", "0", "--out", str(out)], ["prior_var", "> 0", "got 0"]),
-        Case("likelihood_var_negative", ["train", "--likelihood-var", "-1", "--out", str(out)],
-             ["likelihood_var", "> 0", "got -1"]),
+        Case("likelihood_var_negative", ["train", "--likelihood-var", "-1", "--out", str(out)], ["likelihood_var", "> 0", "got -1"]),
         Case("latent_dim_zero", ["train", "--latent-dim", "0", "--out", str(out)], ["latent_dim", ">= 1", "got 0"]),
         Case("batch_size_zero", ["train", "--batch-size", "0", "--out", str(out)], ["batch_size", ">= 1", "got 0"]),
-        Case("eval_option_invalid", ["train", "--probe-max-epochs", "0", "--out", str(out)],
-             ["probe_max_epochs", ">= 1", "got 0"]),
-        Case("batch_larger_than_training_set", _tiny(d, p["big_batch"], "--batch-size", "128", subset=64),
-             ["batch_size 128", "larger than the training set", "64 images"],
-             check=lambda r, p: not (p["big_batch"] / "config.json").exists()),
-        Case("vicreg_batch_of_one", _tiny(d, base / "vicreg_b1", "--method", "vicreg", "--batch-size", "1"),
-             ["batch_size", "vicreg"]),
-        Case("unknown_method", ["train", "--method", "simclrr", "--out", str(out)],
-             ["unknown method 'simclrr'", "did you mean 'simclr'"]),
-        Case("unknown_dataset", ["train", "--dataset", "fashion", "--out", str(out)],
-             ["unknown data set 'fashion'", "did you mean 'fashion-mnist'"]),
-        Case("option_not_for_method", ["train", "--temperature", "0.5", "--out", str(out)],
-             ["--temperature", "does not apply to method 'simvae'", "simclr"]),
-        Case("option_not_for_method_config", ["train", "--method", "vae", "--prior-var", "0.5", "--out", str(out)],
-             ["--prior-var", "does not apply to method 'vae'", "simvae"]),
-        Case("device_cuda_without_gpu", _tiny(d, base / "cuda_run") + ["--device", "cuda"],
-             ["cuda", "not available"]),
-        Case("data_dir_missing", _tiny(base / "no-such-data", base / "nodata_run"),
-             ["no-such-data"]),
-        Case("data_dir_without_files", _tiny(p["not_a_run"], base / "nodata_run2"),
-             ["mnist not found", "train-images-idx3-ubyte", str(p["not_a_run"]), "--data-dir"]),
+        Case("eval_option_invalid", ["train", "--probe-max-epochs", "0", "--out", str(out)], ["probe_max_epochs", ">= 1", "got 0"]),
+        Case(
+            "batch_larger_than_training_set",
+            _tiny(d, p["big_batch"], "--batch-size", "128", subset=64),
+            ["batch_size 128", "larger than the training set", "64 images"],
+            check=lambda r, p: not (p["big_batch"] / "config.json").exists(),
+        ),
+        Case("vicreg_batch_of_one", _tiny(d, base / "vicreg_b1", "--method", "vicreg", "--batch-size", "1"), ["batch_size", "vicreg"]),
+        Case("unknown_method", ["train", "--method", "simclrr", "--out", str(out)], ["unknown method 'simclrr'", "did you mean 'simclr'"]),
+        Case(
+            "unknown_dataset",
+            ["train", "--dataset", "fashion", "--out", str(out)],
+            ["unknown data set 'fashion'", "did you mean 'fashion-mnist'"],
+        ),
+        Case(
+            "option_not_for_method",
+            ["train", "--temperature", "0.5", "--out", str(out)],
+            ["--temperature", "does not apply to method 'simvae'", "simclr"],
+        ),
+        Case(
+            "option_not_for_method_config",
+            ["train", "--method", "vae", "--prior-var", "0.5", "--out", str(out)],
+            ["--prior-var", "does not apply to method 'vae'", "simvae"],
+        ),
+        Case("device_cuda_without_gpu", _tiny(d, base / "cuda_run") + ["--device", "cuda"], ["cuda", "not available"]),
+        Case("data_dir_missing", _tiny(base / "no-such-data", base / "nodata_run"), ["no-such-data"]),
+        Case(
+            "data_dir_without_files",
+            _tiny(p["not_a_run"], base / "nodata_run2"),
+            ["mnist not found", "train-images-idx3-ubyte", str(p["not_a_run"]), "--data-dir"],
+        ),
         Case("out_is_a_file", _tiny(d, p["a_file"]), [str(p["a_file"]), "not a folder"]),
         Case("out_under_a_file", _tiny(d, p["a_file"] / "run"), [str(p["a_file"] / "run"), "not writable"]),
-        Case("out_holds_a_different_run", _tiny(d, p["simvae_run"], "--seed", "5"),
-             [str(p["simvae_run"]), "holds a different run", "--overwrite", "--resume"]),
-        Case("out_holds_this_run_already", ["train", "--config", str(p["simvae_run"] / "config.json"),
-                                            "--out", str(p["simvae_run"]), "--no-eval", "--quiet"],
-             [str(p["simvae_run"]), "holds this run already", "--resume"]),
-        Case("overwrite_accepted", _tiny(d, p["overwrite_run"], "--seed", "5", "--overwrite"), [], ok=True,
-             check=lambda r, p: json.loads((p["overwrite_run"] / "config.json").read_text())["train"]["seed"] == 5),
-        Case("evaluate_not_a_run", ["evaluate", str(p["not_a_run"]), *TINY_EVAL_ARGS],
-             [str(p["not_a_run"]), "not a run folder"]),
-        Case("evaluate_missing_folder", ["evaluate", str(base / "missing-run"), *TINY_EVAL_ARGS],
-             [str(base / "missing-run"), "not a run folder"]),
-        Case("evaluate_bad_option_value", ["evaluate", str(p["simvae_run"]), "--gmm-restarts", "0"],
-             ["gmm_restarts", ">= 1", "got 0"]),
-        Case("checkpoint_of_another_method", ["evaluate", str(p["wrong_method"]), *TINY_EVAL_ARGS],
-             ["checkpoint.pt", "'simvae'", "'vae'"]),
-        Case("checkpoint_of_another_architecture", ["evaluate", str(p["wrong_latent"]), *TINY_EVAL_ARGS],
-             ["checkpoint.pt", "does not fit", "simvae", "shape"]),
-        Case("resume_with_checkpoint_of_another_method", ["train", "--resume", str(p["resume_wrong"]), "--no-eval", "--quiet"],
-             ["checkpoint.pt", "'vae'", "'simvae'"]),
-        Case("corrupt_checkpoint", ["evaluate", str(p["corrupt"]), *TINY_EVAL_ARGS],
-             [str(p["corrupt"] / "checkpoint.pt"), "cannot load checkpoint"]),
-        Case("truncated_checkpoint", ["evaluate", str(p["truncated"]), *TINY_EVAL_ARGS],
-             [str(p["truncated"] / "checkpoint.pt"), "cannot load checkpoint"]),
-        Case("foreign_checkpoint", ["evaluate", str(p["foreign"]), *TINY_EVAL_ARGS],
-             [str(p["foreign"] / "checkpoint.pt"), "not a simvae checkpoint"]),
-        Case("empty_checkpoint", ["evaluate", str(p["empty_ckpt"]), *TINY_EVAL_ARGS],
-             [str(p["empty_ckpt"] / "checkpoint.pt"), "cannot load checkpoint", "empty"]),
-        Case("pickle_checkpoint", ["evaluate", str(p["pickle_ckpt"]), *TINY_EVAL_ARGS],
-             [str(p["pickle_ckpt"] / "checkpoint.pt"), "cannot load checkpoint", "not a checkpoint written by simvae"]),
-        Case("corrupt_checkpoint_resume", ["train", "--resume", str(p["corrupt"]), "--no-eval", "--quiet"],
-             [str(p["corrupt"] / "checkpoint.pt"), "cannot load checkpoint"]),
+        Case(
+            "out_holds_a_different_run",
+            _tiny(d, p["simvae_run"], "--seed", "5"),
+            [str(p["simvae_run"]), "holds a different run", "--overwrite", "--resume"],
+        ),
+        Case(
+            "out_holds_this_run_already",
+            ["train", "--config", str(p["simvae_run"] / "config.json"), "--out", str(p["simvae_run"]), "--no-eval", "--quiet"],
+            [str(p["simvae_run"]), "holds this run already", "--resume"],
+        ),
+        Case(
+            "overwrite_accepted",
+            _tiny(d, p["overwrite_run"], "--seed", "5", "--overwrite"),
+            [],
+            ok=True,
+            check=lambda r, p: json.loads((p["overwrite_run"] / "config.json").read_text())["train"]["seed"] == 5,
+        ),
+        Case("evaluate_not_a_run", ["evaluate", str(p["not_a_run"]), *TINY_EVAL_ARGS], [str(p["not_a_run"]), "not a run folder"]),
+        Case(
+            "evaluate_missing_folder",
+            ["evaluate", str(base / "missing-run"), *TINY_EVAL_ARGS],
+            [str(base / "missing-run"), "not a run folder"],
+        ),
+        Case("evaluate_bad_option_value", ["evaluate", str(p["simvae_run"]), "--gmm-restarts", "0"], ["gmm_restarts", ">= 1", "got 0"]),
+        Case("checkpoint_of_another_method", ["evaluate", str(p["wrong_method"]), *TINY_EVAL_ARGS], ["checkpoint.pt", "'simvae'", "'vae'"]),
+        Case(
+            "checkpoint_of_another_architecture",
+            ["evaluate", str(p["wrong_latent"]), *TINY_EVAL_ARGS],
+            ["checkpoint.pt", "does not fit", "simvae", "shape"],
+        ),
+        Case(
+            "resume_with_checkpoint_of_another_method",
+            ["train", "--resume", str(p["resume_wrong"]), "--no-eval", "--quiet"],
+            ["checkpoint.pt", "'vae'", "'simvae'"],
+        ),
+        Case(
+            "corrupt_checkpoint",
+            ["evaluate", str(p["corrupt"]), *TINY_EVAL_ARGS],
+            [str(p["corrupt"] / "checkpoint.pt"), "cannot load checkpoint"],
+        ),
+        Case(
+            "truncated_checkpoint",
+            ["evaluate", str(p["truncated"]), *TINY_EVAL_ARGS],
+            [str(p["truncated"] / "checkpoint.pt"), "cannot load checkpoint"],
+        ),
+        Case(
+            "foreign_checkpoint",
+            ["evaluate", str(p["foreign"]), *TINY_EVAL_ARGS],
+            [str(p["foreign"] / "checkpoint.pt"), "not a simvae checkpoint"],
+        ),
+        Case(
+            "empty_checkpoint",
+            ["evaluate", str(p["empty_ckpt"]), *TINY_EVAL_ARGS],
+            [str(p["empty_ckpt"] / "checkpoint.pt"), "cannot load checkpoint", "empty"],
+        ),
+        Case(
+            "pickle_checkpoint",
+            ["evaluate", str(p["pickle_ckpt"]), *TINY_EVAL_ARGS],
+            [str(p["pickle_ckpt"] / "checkpoint.pt"), "cannot load checkpoint", "not a checkpoint written by simvae"],
+        ),
+        Case(
+            "corrupt_checkpoint_resume",
+            ["train", "--resume", str(p["corrupt"]), "--no-eval", "--quiet"],
+            [str(p["corrupt"] / "checkpoint.pt"), "cannot load checkpoint"],
+        ),
     ]
     ran = run_cli_forked([c.args for c in cases], cwd=base, timeout=600)
     by_id = {c.id: (c, r) for c, r in zip(cases, ran)}
     dump = os.environ.get("SIMVAE_CLI_ERRORS_DUMP")
     if dump:
-        Path(dump).write_text(json.dumps([{"id": c.id, "args": [a.replace(str(base), "BASE").replace(str(d), "DATA")
-                                                                for a in c.args],
-                                           "status": r.returncode, "stderr": r.stderr.replace(str(base), "BASE")
-                                           .replace(str(d), "DATA")} for c, r in zip(cases, ran)], indent=1))
+        Path(dump).write_text(
+            json.dumps(
+                [
+                    {
+                        "id": c.id,
+                        "args": [a.replace(str(base), "BASE").replace(str(d), "DATA") for a in c.args],
+                        "status": r.returncode,
+                        "stderr": r.stderr.replace(str(base), "BASE").replace(str(d), "DATA"),
+                    }
+                    for c, r in zip(cases, ran)
+                ],
+                indent=1,
+            )
+        )
     return {"cases": by_id, "paths": p, "base": base, "all": cases}
 
 
 CASE_IDS = [
-    "unknown_option", "unknown_option_evaluate", "unknown_command", "config_unknown_key", "config_unknown_section",
-    "config_unknown_method_key", "config_wrong_type", "config_not_object", "config_bad_json", "config_missing_file",
-    "lr_not_a_number", "epochs_not_an_integer", "bool_not_a_bool", "lr_infinite", "n_views_zero", "simclr_one_view",
-    "prior_var_zero", "likelihood_var_negative", "latent_dim_zero", "batch_size_zero", "eval_option_invalid",
+    "unknown_option",
+    "unknown_option_evaluate",
+    "unknown_command",
+    "config_unknown_key",
+    "config_unknown_section",
+    "config_unknown_method_key",
+    "config_wrong_type",
+    "config_not_object",
+    "config_bad_json",
+    "config_missing_file",
+    "lr_not_a_number",
+    "epochs_not_an_integer",
+    "bool_not_a_bool",
+    "lr_infinite",
+    "n_views_zero",
+    "simclr_one_view",
+    "prior_var_zero",
+    "likelihood_var_negative",
+    "latent_dim_zero",
+    "batch_size_zero",
+    "eval_option_invalid",
     "batch_larger_than_training_set",
     "vicreg_batch_of_one",
-    "unknown_method", "unknown_dataset", "option_not_for_method",
-    "option_not_for_method_config", "device_cuda_without_gpu", "data_dir_missing", "data_dir_without_files",
-    "out_is_a_file", "out_under_a_file", "out_holds_a_different_run", "out_holds_this_run_already",
-    "evaluate_not_a_run", "evaluate_missing_folder", "evaluate_bad_option_value", "checkpoint_of_another_method",
-    "checkpoint_of_another_architecture", "resume_with_checkpoint_of_another_method", "corrupt_checkpoint",
-    "truncated_checkpoint", "foreign_checkpoint", "empty_checkpoint", "pickle_checkpoint", "corrupt_checkpoint_resume",
+    "unknown_method",
+    "unknown_dataset",
+    "option_not_for_method",
+    "option_not_for_method_config",
+    "device_cuda_without_gpu",
+    "data_dir_missing",
+    "data_dir_without_files",
+    "out_is_a_file",
+    "out_under_a_file",
+    "out_holds_a_different_run",
+    "out_holds_this_run_already",
+    "evaluate_not_a_run",
+    "evaluate_missing_folder",
+    "evaluate_bad_option_value",
+    "checkpoint_of_another_method",
+    "checkpoint_of_another_architecture",
+    "resume_with_checkpoint_of_another_method",
+    "corrupt_checkpoint",
+    "truncated_checkpoint",
+    "foreign_checkpoint",
+    "empty_checkpoint",
+    "pickle_checkpoint",
+    "corrupt_checkpoint_resume",
 ]
 
 # Cases rerun in a fresh ``python -m simvae`` (one per kind of failure: argparse, config, data, run folder, checkpoint).

@@ -13,8 +13,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_cli_forked, tiny_train_args
+
 from simvae.cli import main
 
 
@@ -44,6 +44,7 @@ def _option_blocks(help_text: str) -> dict[str, str]:
 
 # -- 1. --version --------------------------------------------------------------------------------
 
+
 def test_version(capsys):
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert "version" in project["dynamic"] and "version" not in project  # one place: simvae/_version.py
@@ -55,6 +56,7 @@ def test_version(capsys):
 
 # -- 2. each default once in --help ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("command", ["train", "evaluate", "compare"])
 def test_help_states_each_default_at_most_once(capsys, monkeypatch, command):
     monkeypatch.setenv("COLUMNS", "100")
@@ -62,7 +64,7 @@ def test_help_states_each_default_at_most_once(capsys, monkeypatch, command):
     assert "(default: None)" not in text
     blocks = _option_blocks(text)
     assert len(blocks) >= 2, text
-    for opt, block in blocks.items():
+    for block in blocks.values():
         assert block.lower().count("default") <= 1, block
 
 
@@ -94,6 +96,7 @@ def test_evaluate_and_compare_help_defaults(capsys, monkeypatch):
 
 # -- 3. simvae methods ---------------------------------------------------------------------------
 
+
 def test_methods_prints_whole_first_paragraph_and_options(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["methods"]) == 0
@@ -115,12 +118,18 @@ def test_methods_prints_whole_first_paragraph_and_options(capsys, monkeypatch):
 
 # -- 4. SimVAE refuses J = 1 ---------------------------------------------------------------------
 
+
 def test_simvae_refuses_one_view_and_leaves_no_run_folder(tmp_path, tiny_data):
     out = tmp_path / "run"
     tiny = tiny_train_args(tiny_data, "--no-eval", "--quiet", subset=64, views=1)  # cheap, should it ever train
-    ran = run_cli_forked([["train", *tiny, "--out", str(out)],
-                          ["train", *tiny],  # auto-named folder under runs/
-                          ["train", *tiny_train_args(tiny_data, "--method", "cr-vae", views=2)]], cwd=tmp_path)
+    ran = run_cli_forked(
+        [
+            ["train", *tiny, "--out", str(out)],
+            ["train", *tiny],  # auto-named folder under runs/
+            ["train", *tiny_train_args(tiny_data, "--method", "cr-vae", views=2)],
+        ],
+        cwd=tmp_path,
+    )
     for r in ran[:2]:
         assert r.returncode == 2, r.stderr
         assert len(r.stderr_lines) == 1 and "Traceback" not in r.stderr, r.stderr
@@ -149,6 +158,7 @@ def test_view_count_rules_of_the_other_methods():
 
 
 # -- 5. compare --overwrite ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("flag", [True, False])
 def test_compare_passes_overwrite_and_names_the_files(tmp_path, monkeypatch, capsys, flag):
@@ -192,8 +202,7 @@ def _interrupt_train(monkeypatch, tmp_path, argv, write_checkpoint=False, during
     def fake_train(run, out, **kw):
         seen.append(Path(out))
         if during_eval:
-            return {"method": run.train.method, "dataset": run.train.dataset, "epochs": 1, "train_seconds": 1.0,
-                    "train_views_per_s": 1.0}
+            return {"method": run.train.method, "dataset": run.train.dataset, "epochs": 1, "train_seconds": 1.0, "train_views_per_s": 1.0}
         if write_checkpoint:
             Path(out).mkdir(parents=True)
             (Path(out) / "checkpoint.pt").write_bytes(b"")

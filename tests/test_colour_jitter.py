@@ -6,14 +6,11 @@ import pytest
 import torch
 from torchvision.transforms import functional as TF
 
-from simvae.augment import JitterParams, apply_views, colour_jitter, sample_jitter, sample_view_params
+from simvae.augment import AugmentSpec, JitterParams, apply_views, colour_jitter, sample_jitter, sample_view_params
 from simvae.augment.colour import OPS, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, hsv_to_rgb, rgb_to_hsv
-from simvae.augment import AugmentSpec
 
-TV = {"brightness": TF.adjust_brightness, "contrast": TF.adjust_contrast, "saturation": TF.adjust_saturation,
-      "hue": TF.adjust_hue}
-OURS = {"brightness": adjust_brightness, "contrast": adjust_contrast, "saturation": adjust_saturation,
-        "hue": adjust_hue}
+TV = {"brightness": TF.adjust_brightness, "contrast": TF.adjust_contrast, "saturation": TF.adjust_saturation, "hue": TF.adjust_hue}
+OURS = {"brightness": adjust_brightness, "contrast": adjust_contrast, "saturation": adjust_saturation, "hue": adjust_hue}
 
 
 @pytest.fixture

@@ -20,17 +20,39 @@ import simvae.report.compare as compare
 from simvae.errors import RunDirError
 from simvae.report.compare import compare_runs, comparison_rows, read_runs
 
-TRAIN = {"dataset": "fashion-mnist", "method": "simvae", "epochs": 2, "batch_size": 128, "lr": 8e-5, "latent_dim": None,
-         "seed": 0, "train_subset": None, "data_dir": None, "binarize": None, "download": True, "device": "auto",
-         "compile": False, "checkpoint_every": 1, "checkpoint_every_steps": 0, "checkpoint_minutes": 10.0,
-         "divergence_check_every": 0}
+TRAIN = {
+    "dataset": "fashion-mnist",
+    "method": "simvae",
+    "epochs": 2,
+    "batch_size": 128,
+    "lr": 8e-5,
+    "latent_dim": None,
+    "seed": 0,
+    "train_subset": None,
+    "data_dir": None,
+    "binarize": None,
+    "download": True,
+    "device": "auto",
+    "compile": False,
+    "checkpoint_every": 1,
+    "checkpoint_every_steps": 0,
+    "checkpoint_minutes": 10.0,
+    "divergence_check_every": 0,
+}
 METHOD = {"n_views": 10, "prior_var": 1.0}
-EVAL = {"val_size": 10000, "knn_max_k": 15, "probe_lr": 3e-4, "gmm_restarts": 10, "map_points": 3000, "seed": 0,
-        "device": "auto"}
+EVAL = {"val_size": 10000, "knn_max_k": 15, "probe_lr": 3e-4, "gmm_restarts": 10, "map_points": 3000, "seed": 0, "device": "auto"}
 
 
-def write_run(folder: Path, knn: float, train: dict | None = None, method: dict | None = None, eval_: dict | None = None,
-              config: bool = True, eval_in_metrics: bool = True, checkpoint: bool = False) -> Path:
+def write_run(
+    folder: Path,
+    knn: float,
+    train: dict | None = None,
+    method: dict | None = None,
+    eval_: dict | None = None,
+    config: bool = True,
+    eval_in_metrics: bool = True,
+    checkpoint: bool = False,
+) -> Path:
     """A run folder holding metrics.json (and config.json, an empty checkpoint.pt where asked)."""
     folder.mkdir(parents=True)
     t = {**TRAIN, **(train or {})}
@@ -60,15 +82,29 @@ def test_different_experiments_are_separate_rows_labelled_by_what_differs(tmp_pa
     assert "Note: No reconstruction figure: no run has a checkpoint.pt" in md, md
     rows = list(csv.DictReader(paths[1].open()))
     assert [(r["method"], r["n_runs"], r["label"]) for r in rows] == [
-        ("simvae", "1", "simvae (ep=2, sub=all)"), ("simvae", "1", "simvae (ep=1, sub=3k)")]
+        ("simvae", "1", "simvae (ep=2, sub=all)"),
+        ("simvae", "1", "simvae (ep=1, sub=3k)"),
+    ]
 
 
 def test_seeds_and_incidental_keys_are_averaged(tmp_path):
     a = write_run(tmp_path / "s0", 0.70)
-    b = write_run(tmp_path / "s1", 0.80, {"seed": 1, "device": "cuda", "data_dir": "/elsewhere", "download": False,
-                                          "compile": True, "checkpoint_every": 5, "checkpoint_every_steps": 100,
-                                          "checkpoint_minutes": 0.0, "divergence_check_every": 25},
-                  eval_={"seed": 3, "device": "cpu", "map_points": 0})
+    b = write_run(
+        tmp_path / "s1",
+        0.80,
+        {
+            "seed": 1,
+            "device": "cuda",
+            "data_dir": "/elsewhere",
+            "download": False,
+            "compile": True,
+            "checkpoint_every": 5,
+            "checkpoint_every_steps": 100,
+            "checkpoint_minutes": 0.0,
+            "divergence_check_every": 25,
+        },
+        eval_={"seed": 3, "device": "cpu", "map_points": 0},
+    )
     v = write_run(tmp_path / "vae", 0.60, {"method": "vae"}, method={"beta": 1.0})
     groups = read_runs([a, b, v])
     assert list(groups) == ["simvae", "vae"]

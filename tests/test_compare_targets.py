@@ -16,10 +16,16 @@ def _run(root, method, seed, **metrics):
 
 
 def test_compare_shows_hair_colour_with_standard_error_and_draws_the_target_figures(tmp_path):
-    dirs = [_run(tmp_path, "simvae", 0, **{"hair_colour/mlp_acc": 0.70, "attr/Smiling/mlp_acc": 0.9, "style/flip/mlp_acc": 0.8,
-                                            "style/flip/chance": 0.5}),
-            _run(tmp_path, "simvae", 1, **{"hair_colour/mlp_acc": 0.74, "attr/Smiling/mlp_acc": 0.9, "style/flip/mlp_acc": 0.9}),
-            _run(tmp_path, "simclr", 0, **{"hair_colour/mlp_acc": 0.60, "attr/Smiling/mlp_acc": 0.92, "style/flip/mlp_acc": 0.5})]
+    dirs = [
+        _run(
+            tmp_path,
+            "simvae",
+            0,
+            **{"hair_colour/mlp_acc": 0.70, "attr/Smiling/mlp_acc": 0.9, "style/flip/mlp_acc": 0.8, "style/flip/chance": 0.5},
+        ),
+        _run(tmp_path, "simvae", 1, **{"hair_colour/mlp_acc": 0.74, "attr/Smiling/mlp_acc": 0.9, "style/flip/mlp_acc": 0.9}),
+        _run(tmp_path, "simclr", 0, **{"hair_colour/mlp_acc": 0.60, "attr/Smiling/mlp_acc": 0.92, "style/flip/mlp_acc": 0.5}),
+    ]
     paths = compare_runs(dirs, tmp_path / "cmp", figure=False)
     names = {p.name for p in paths}
     assert {"content_style.png", "target_gains.png"} <= names

@@ -4,20 +4,23 @@ method's options have unprefixed names, and old names still load with a one-line
 import json
 
 import pytest
-
 from conftest import run_cli, tiny_train_args
+
 from simvae.config import from_text
 from simvae.errors import ConfigError
 from simvae.run_config import TrainConfig, build_run_config
 
 
-@pytest.mark.parametrize("train, message", [
-    ({"epochs": "1"}, "'epochs' in config section 'train' must be an integer, got '1'"),
-    ({"bf16": "no"}, "'bf16' in config section 'train' must be true or false, got 'no'"),
-    ({"epochs": 2.0}, "'epochs' in config section 'train' must be an integer, got 2.0"),
-    ({"download": 1}, "'download' in config section 'train' must be true or false, got 1"),
-    ({"lr": "1e-3"}, "'lr' in config section 'train' must be a number, got '1e-3'"),
-])
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        ({"epochs": "1"}, "'epochs' in config section 'train' must be an integer, got '1'"),
+        ({"bf16": "no"}, "'bf16' in config section 'train' must be true or false, got 'no'"),
+        ({"epochs": 2.0}, "'epochs' in config section 'train' must be an integer, got 2.0"),
+        ({"download": 1}, "'download' in config section 'train' must be true or false, got 1"),
+        ({"lr": "1e-3"}, "'lr' in config section 'train' must be a number, got '1e-3'"),
+    ],
+)
 def test_json_values_of_the_wrong_type_are_refused_not_converted(train, message):
     with pytest.raises(ConfigError) as e:
         build_run_config({"train": train})
@@ -44,7 +47,7 @@ def test_old_command_line_spelling_works_with_a_note(tiny_data, tmp_path):
     out = tmp_path / "run"
     args = [a for a in tiny_train_args(tiny_data, subset=64, batch=16, epochs=1)]
     i = args.index("--n-views")
-    del args[i:i + 2]  # CR-VAE takes one augmentation
+    del args[i : i + 2]  # CR-VAE takes one augmentation
     r = run_cli("train", *args, "--method", "cr-vae", "--crvae-lambda", "0.3", "--out", str(out), "--no-eval", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "simvae: note: --crvae-lambda is now --consistency-weight" in r.stderr

@@ -10,8 +10,9 @@ from simvae.nets.conv import ResidualBlock
 
 def _stage_shapes(net, x):
     shapes = []
-    hooks = [m.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:])))
-             for m in net.modules() if isinstance(m, ResidualBlock)]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:]))) for m in net.modules() if isinstance(m, ResidualBlock)
+    ]
     out = net(x)
     for h in hooks:
         h.remove()
@@ -27,8 +28,9 @@ def test_encoder_stages_follow_table_4(size, stem):
     assert enc.fc.in_features == 4096 and out.shape == (2, 64)
 
 
-@pytest.mark.parametrize("size, stages", [(64, [(128, 8, 8), (64, 16, 16), (32, 32, 32), (16, 64, 64)]),
-                                          (32, [(128, 8, 8), (64, 16, 16), (32, 32, 32)])])
+@pytest.mark.parametrize(
+    "size, stages", [(64, [(128, 8, 8), (64, 16, 16), (32, 32, 32), (16, 64, 64)]), (32, [(128, 8, 8), (64, 16, 16), (32, 32, 32)])]
+)
 def test_decoder_stages_follow_table_4(size, stages):
     dec = build_decoder("conv", (3, size, size), 64)
     shapes, out = _stage_shapes(dec, torch.randn(2, 64))

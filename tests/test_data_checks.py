@@ -11,16 +11,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import IDX_STEMS, make_tiny_images, write_tiny_idx
 
 import simvae.data.mnist as datasets
-from conftest import IDX_STEMS, make_tiny_images, write_tiny_idx
 from simvae.data import ImageData, load_dataset
 from simvae.data.checks import check_labels
 from simvae.data.idx import write_idx
 from simvae.errors import ConfigError, DataError
 
-SPLITS = {"train": (IDX_STEMS["train_images"], IDX_STEMS["train_labels"]),
-          "test": (IDX_STEMS["test_images"], IDX_STEMS["test_labels"])}
+SPLITS = {"train": (IDX_STEMS["train_images"], IDX_STEMS["train_labels"]), "test": (IDX_STEMS["test_images"], IDX_STEMS["test_labels"])}
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +40,7 @@ def _one_line(msg: str) -> str:
 
 # -- labels outside the classes --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 @pytest.mark.parametrize("split", ["train", "test"])
 @pytest.mark.parametrize("gz", [False, True])
@@ -53,8 +53,9 @@ def test_label_outside_the_classes_is_refused_when_loaded(tmp_path, name, split,
     with pytest.raises(DataError) as info:
         _load(d, name)
     msg = _one_line(str(info.value))
-    assert msg == (f"{labels_path}: label 10 at index 3 is outside 0..9 for {name}'s 10 classes; "
-                   "the file is damaged or from another data set"), msg
+    assert msg == (
+        f"{labels_path}: label 10 at index 3 is outside 0..9 for {name}'s 10 classes; the file is damaged or from another data set"
+    ), msg
 
 
 def test_check_labels_names_the_first_offender():
@@ -67,6 +68,7 @@ def test_check_labels_names_the_first_offender():
 
 
 # -- counts and header sizes, for the training and the test files ------------------------------
+
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_image_and_label_counts_differ(tmp_path, split):
@@ -108,6 +110,7 @@ def test_wrong_kind_of_file(tmp_path, stem):
 
 # -- subset_train ----------------------------------------------------------------------------
 
+
 def _data(n_train=60):
     x = torch.zeros(n_train, 1, 4, 4, dtype=torch.uint8)
     return ImageData("mnist", x, torch.arange(n_train) % 10, x[:5], torch.arange(5), [str(i) for i in range(10)])
@@ -132,6 +135,7 @@ def test_subset_within_the_training_set():
 
 # -- where the files are looked for ----------------------------------------------------------
 
+
 def _no_download(monkeypatch):
     def refuse(name):
         raise AssertionError(f"_download_idx({name!r}) called")
@@ -149,8 +153,7 @@ def test_explicit_folder_with_only_the_test_files_names_the_missing_ones(tmp_pat
     with pytest.raises(DataError) as info:
         _load(d, name, download=True)
     msg = _one_line(str(info.value))
-    assert msg.startswith(f"{name} not found in {d}: missing {IDX_STEMS['train_images']}[.gz], "
-                          f"{IDX_STEMS['train_labels']}[.gz] "), msg
+    assert msg.startswith(f"{name} not found in {d}: missing {IDX_STEMS['train_images']}[.gz], {IDX_STEMS['train_labels']}[.gz] "), msg
     assert IDX_STEMS["test_images"] not in msg and IDX_STEMS["test_labels"] not in msg, msg
     assert str(d / name) in msg and "--data-dir" in msg and "download disabled" not in msg, msg
 
@@ -186,8 +189,9 @@ def test_without_a_folder_the_closest_to_complete_is_named(tmp_path, monkeypatch
     with pytest.raises(DataError) as info:
         _load(None)
     msg = _one_line(str(info.value))
-    assert msg.startswith(f"mnist not found: the most complete folder, {env / 'mnist'}, lacks "
-                          f"{IDX_STEMS['test_images']}[.gz] (download disabled)"), msg
+    assert msg.startswith(
+        f"mnist not found: the most complete folder, {env / 'mnist'}, lacks {IDX_STEMS['test_images']}[.gz] (download disabled)"
+    ), msg
     assert str(env) in msg and str(env / "mnist" / "raw") in msg, msg  # every folder looked in
     for stem in ("train_images", "train_labels", "test_labels"):
         assert IDX_STEMS[stem] not in msg, msg
@@ -200,8 +204,9 @@ def test_without_a_folder_a_failed_download_is_said(tmp_path, monkeypatch):
     with pytest.raises(DataError) as info:
         _load(None, download=True)
     msg = _one_line(str(info.value))
-    assert msg.startswith(f"mnist not found: the most complete folder, {fetched}, lacks "
-                          f"{IDX_STEMS['train_labels']}[.gz] (download incomplete)"), msg
+    assert msg.startswith(
+        f"mnist not found: the most complete folder, {fetched}, lacks {IDX_STEMS['train_labels']}[.gz] (download incomplete)"
+    ), msg
     monkeypatch.setattr(datasets, "_download_idx", lambda name: None)
     with pytest.raises(DataError, match=r"looked for .* in \(no folders\) \(download failed, or SIMVAE_OFFLINE is set\)"):
         _load(None, download=True)

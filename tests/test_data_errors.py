@@ -13,9 +13,9 @@ import struct
 import numpy as np
 import pytest
 import torch
-
 from conftest import IDX_STEMS, make_tiny_images, write_tiny_idx
-from simvae.data import DATASETS, load_dataset
+
+from simvae.data import load_dataset
 from simvae.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_idx_pair, write_idx
 from simvae.errors import DataError
 
@@ -38,6 +38,7 @@ def _load(d, name="mnist", **kw):
 
 
 # -- missing files ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 @pytest.mark.parametrize("remove", [None, TRAIN_X, TEST_X])
@@ -95,6 +96,7 @@ def test_data_found_in_dataset_subfolders(tmp_path):
 
 
 # -- damaged files ---------------------------------------------------------------------------
+
 
 def _broken_dataset(tmp_path, gz=False):
     return write_tiny_idx(tmp_path / "data", 20, 10, gz=gz)
@@ -220,6 +222,7 @@ def test_every_error_is_a_data_error_not_a_crash(tmp_path):
 
 # -- what loads ------------------------------------------------------------------------------
 
+
 def test_gzipped_and_raw_load_identically(tmp_path):
     raw = write_tiny_idx(tmp_path / "raw", 30, 12, seed=3, gz=False)
     gz = write_tiny_idx(tmp_path / "gz", 30, 12, seed=3, gz=True)
@@ -284,4 +287,3 @@ def test_fashion_mnist_not_binarised_by_default(tmp_path):
 def test_unknown_data_set_suggests():
     with pytest.raises(DataError, match="unknown data set 'minst'.*did you mean 'mnist'"):
         load_dataset("minst")
-

@@ -68,8 +68,11 @@ def ddp_results(tmp_path_factory):
     if not _dist_available():
         pytest.skip("torch.distributed with the gloo backend is not available")
     out = tmp_path_factory.mktemp("ddp")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE")
+    }
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
     cmd = [*_torchrun(), "--standalone", "--nproc-per-node", "2", str(WORKER), str(out), *METHODS]
@@ -120,8 +123,7 @@ def test_two_processes_take_the_step_of_one(method, ddp_results, single_results)
     # the gradients themselves (one Adam step moves each weight by ~lr * sign(grad),
     # so comparing parameters alone would miss a wrong gradient scale)
     for name, g in one["grads"].items():
-        torch.testing.assert_close(two["grads"][name], g, rtol=1e-4, atol=1e-6 + 2e-5 * scale,
-                                   msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(two["grads"][name], g, rtol=1e-4, atol=1e-6 + 2e-5 * scale, msg=lambda m: f"grad {name}: {m}")
     # the parameters after the Adam step, wherever the step is well conditioned: on the first
     # step Adam moves a weight by lr * g / (|g| + 1e-8), i.e. by ~lr * sign(g) once |g| >> 1e-8,
     # so a gradient at the level of the round-off (or of Adam's eps) may move its weight by up
@@ -135,8 +137,7 @@ def test_two_processes_take_the_step_of_one(method, ddp_results, single_results)
         # |g| >= 1e-3 * scale keeps the relative gradient error (<= 2e-5 * scale) under 2%, so
         # the weight moves agree to 2% of lr (lr = 8e-5 here: 1.6e-6)
         well = (g1.abs() > 1e-6 + 1e-3 * scale) | ((g1 == 0) & (g2 == 0))
-        torch.testing.assert_close(two["params"][name][well], p[well], rtol=0, atol=2e-6,
-                                   msg=lambda m: f"param {name}: {m}")
+        torch.testing.assert_close(two["params"][name][well], p[well], rtol=0, atol=2e-6, msg=lambda m: f"param {name}: {m}")
         checked, total = checked + int(well.sum()), total + well.numel()
     if total:
         assert checked > 0.5 * total, f"only {checked} of {total} weights compared"

@@ -11,20 +11,35 @@ import random
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_train_config
-from simvae.checkpoint import load_checkpoint
+
 from simvae import evaluate_run
+from simvae.checkpoint import load_checkpoint
 from simvae.evaluate import evaluate_representations
 from simvae.run_config import EvalConfig, build_run_config
 from simvae.train import train
 
 pytestmark = pytest.mark.usefixtures("float32")  # whatever the default dtype other test modules left
 
-METHOD_OPTIONS = {"simvae": {"n_views": 3}, "vae": {}, "simclr": {}, "vicreg": {"head_hidden": 32, "head_out": 16},
-                  "moco": {"queue_size": 64}}
-TINY_EVAL = {"val_size": 32, "knn_max_k": 5, "probe_max_epochs": 4, "probe_patience": 2, "probe_hidden": 16,
-             "probe_batch_size": 32, "gmm_restarts": 2, "gmm_max_iter": 30, "map_points": 0, "device": "cpu"}
+METHOD_OPTIONS = {
+    "simvae": {"n_views": 3},
+    "vae": {},
+    "simclr": {},
+    "vicreg": {"head_hidden": 32, "head_out": 16},
+    "moco": {"queue_size": 64},
+}
+TINY_EVAL = {
+    "val_size": 32,
+    "knn_max_k": 5,
+    "probe_max_epochs": 4,
+    "probe_patience": 2,
+    "probe_hidden": 16,
+    "probe_batch_size": 32,
+    "gmm_restarts": 2,
+    "gmm_max_iter": 30,
+    "map_points": 0,
+    "device": "cpu",
+}
 
 
 def _config(data_dir, method: str, seed: int) -> dict:
@@ -49,8 +64,7 @@ def _scramble_global_rngs(seed: int) -> None:
 
 def _losses(out) -> list[dict]:
     keep = ("epoch", "step", "loss", "log_lik", "entropy", "log_prior", "kl", "invariance", "variance", "covariance")
-    return [{k: v for k, v in json.loads(line).items() if k in keep}
-            for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in json.loads(line).items() if k in keep} for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("method", sorted(METHOD_OPTIONS))

@@ -11,8 +11,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import run_cli, tiny_train_args, tiny_train_config
+
 from simvae.checkpoint import load_checkpoint
 from simvae.errors import DivergenceError
 from simvae.methods.simvae import SimVAE
@@ -47,8 +47,12 @@ def _poison(monkeypatch, at_step: int, term: str, value: float = float("nan")):
 
 def test_cli_run_diverging_stops_with_one_line_and_keeps_the_checkpoint(tiny_data, tmp_path):
     out = tmp_path / "run"
-    r = run_cli("train", *tiny_train_args(tiny_data, "--out", str(out), "--no-eval", "--quiet", "--lr", "1e30",
-                                          "--checkpoint-every-steps", "1", subset=128, epochs=3))
+    r = run_cli(
+        "train",
+        *tiny_train_args(
+            tiny_data, "--out", str(out), "--no-eval", "--quiet", "--lr", "1e30", "--checkpoint-every-steps", "1", subset=128, epochs=3
+        ),
+    )
     assert r.returncode == DivergenceError.exit_code != 0, r.stderr
     assert "Traceback" not in r.stderr
     assert len(r.stderr_lines) == 1, r.stderr
@@ -69,8 +73,11 @@ def test_cli_run_diverging_stops_with_one_line_and_keeps_the_checkpoint(tiny_dat
 @pytest.mark.parametrize("check_every", [1, 3])
 def test_nan_at_step_n_names_step_epoch_and_term(tiny_data, tmp_path, monkeypatch, single_thread, term, check_every):
     at = 6  # epoch 2, its 2nd step; checkpoints every 2 steps: the last good one is step 4 (end of epoch 1)
-    run = build_run_config(tiny_train_config(tiny_data, train_subset=128, batch_size=32, epochs=3,
-                                             checkpoint_every_steps=2, divergence_check_every=check_every))
+    run = build_run_config(
+        tiny_train_config(
+            tiny_data, train_subset=128, batch_size=32, epochs=3, checkpoint_every_steps=2, divergence_check_every=check_every
+        )
+    )
     _poison(monkeypatch, at, term)
     out = tmp_path / "run"
     with pytest.raises(DivergenceError) as info:
@@ -99,8 +106,7 @@ def test_inf_at_the_first_step_says_no_checkpoint_yet(tiny_data, tmp_path, monke
     assert not (out / "checkpoint.pt").exists()
 
 
-def test_checkpoint_kept_after_divergence_has_finite_parameters_even_for_a_nan_gradient(
-        tiny_data, tmp_path, monkeypatch, single_thread):
+def test_checkpoint_kept_after_divergence_has_finite_parameters_even_for_a_nan_gradient(tiny_data, tmp_path, monkeypatch, single_thread):
     real = SimVAE.forward
     calls = {"n": 0}
 
@@ -113,8 +119,7 @@ def test_checkpoint_kept_after_divergence_has_finite_parameters_even_for_a_nan_g
         return terms
 
     monkeypatch.setattr(SimVAE, "forward", forward)
-    run = build_run_config(tiny_train_config(tiny_data, train_subset=128, batch_size=32, epochs=2,
-                                             checkpoint_every_steps=1))
+    run = build_run_config(tiny_train_config(tiny_data, train_subset=128, batch_size=32, epochs=2, checkpoint_every_steps=1))
     out = tmp_path / "run"
     with pytest.raises(DivergenceError):
         train(run, out, progress=False)

@@ -4,14 +4,20 @@ import math
 
 import pytest
 import torch
+from conftest import float32_default
 from torch.distributions import Bernoulli, MultivariateNormal, Normal, kl_divergence
 
-from conftest import float32_default
 from simvae.methods import Batch, ModelSpec, build_method
-from simvae.objectives.elbo import (bernoulli_log_likelihood, gaussian_entropy, gaussian_log_likelihood,
-                                    group_log_prior_gaussian, group_log_prior_uniform, kl_gaussians,
-                                    kl_standard_normal, reparameterize)
-
+from simvae.objectives.elbo import (
+    bernoulli_log_likelihood,
+    gaussian_entropy,
+    gaussian_log_likelihood,
+    group_log_prior_gaussian,
+    group_log_prior_uniform,
+    kl_gaussians,
+    kl_standard_normal,
+    reparameterize,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -18,8 +18,7 @@ def _groups_csv(path, root):
     return path
 
 
-TINY = ["--epochs", "1", "--batch-size", "4", "--n-views", "2", "--image-size", "28", "--device", "cpu", "--no-eval",
-        "--quiet"]
+TINY = ["--epochs", "1", "--batch-size", "4", "--n-views", "2", "--image-size", "28", "--device", "cpu", "--no-eval", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +34,28 @@ def example(tmp_path_factory):
     old = os.getcwd()
     os.chdir(here)
     try:
-        assert main(["train", "--dataset", "folder", "--data-dir", "photos", "--groups", "photos-groups.csv",
-                     "--augment", "none", "--out", "runs/photos", *TINY]) == 0
-        assert main(["train", "--dataset", "folder", "--data-dir", "photos", "--method", "simclr",
-                     "--out", "runs/photos-simclr", *TINY]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--dataset",
+                    "folder",
+                    "--data-dir",
+                    "photos",
+                    "--groups",
+                    "photos-groups.csv",
+                    "--augment",
+                    "none",
+                    "--out",
+                    "runs/photos",
+                    *TINY,
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(["train", "--dataset", "folder", "--data-dir", "photos", "--method", "simclr", "--out", "runs/photos-simclr", *TINY]) == 0
+        )
     finally:
         os.chdir(old)
     return here
@@ -93,8 +110,7 @@ def test_parquet_and_a_discriminative_method(at_example):
     pq = pytest.importorskip("pyarrow.parquet")
     from simvae.embed import embed_images
 
-    done = embed_images(example / "runs" / "photos-simclr", example / "simclr.parquet", data_dir=example / "photos",
-                        progress=False)
+    done = embed_images(example / "runs" / "photos-simclr", example / "simclr.parquet", data_dir=example / "photos", progress=False)
     t = pq.read_table(example / "simclr.parquet")
     assert t.column_names == ["path", "label", "mean"] and done["variances"] is False  # no posterior: no variances
     assert str(t.schema.field("mean").type) == "fixed_size_list<element: float>[10]"  # grey 28 x 28: latent 10
@@ -114,11 +130,13 @@ def test_other_sizes_are_resized_and_other_channels_refused(at_example, tmp_path
     done = embed_images(example / "runs" / "photos", tmp_path / "big-emb", data_dir=big, progress=False)
     assert done["n"] == 5 and np.load(tmp_path / "big-emb.npy").shape == (5, 10)
     colour = make_folder(tmp_path / "colour", classes=(), n=3, size=(28, 28), colour=True)
-    with pytest.raises(DataError, match=r"read as colour \(3 channels\) but the run was trained on grey images \(1\); "
-                                        r"pass --channels 1"):
+    with pytest.raises(
+        DataError,
+        match=r"read as colour \(3 channels\) but the run was trained on grey images \(1\); "
+        r"pass --channels 1",
+    ):
         embed_images(example / "runs" / "photos", tmp_path / "c-emb", data_dir=colour, progress=False)
-    assert embed_images(example / "runs" / "photos", tmp_path / "c-emb", data_dir=colour, channels=1,
-                        progress=False)["n"] == 3
+    assert embed_images(example / "runs" / "photos", tmp_path / "c-emb", data_dir=colour, channels=1, progress=False)["n"] == 3
 
 
 def test_a_non_folder_data_set_is_embedded_by_index(at_example, tmp_path):

@@ -1,11 +1,11 @@
 """End to end through the real command: train, evaluate, report, compare."""
 
-import dataclasses
 import json
 
 import pytest
+from conftest import TINY_EVAL_ARGS as QUICK_EVAL
+from conftest import run_cli
 
-from conftest import TINY_EVAL_ARGS as QUICK_EVAL, run_cli
 from simvae.cli import _method_option_table, build_parser
 from simvae.run_config import EvalConfig, TrainConfig
 
@@ -23,8 +23,15 @@ def simvae_run(tiny_data, tmp_path_factory):
 
 
 def test_train_writes_a_complete_run_folder(simvae_run):
-    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "train_summary.json", "metrics.json", "report.md",
-                 "reconstructions.png", ):
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "train_summary.json",
+        "metrics.json",
+        "report.md",
+        "reconstructions.png",
+    ):
         assert (simvae_run / name).is_file(), name
     cfg = json.loads((simvae_run / "config.json").read_text())
     assert cfg["train"]["method"] == "simvae" and cfg["method"]["n_views"] == 3
@@ -55,9 +62,20 @@ def test_python_api_loads_and_encodes(simvae_run):
     assert run.reconstruct(run.data.test_images[:2]).shape == (2, 1, 28, 28)
 
 
-@pytest.mark.parametrize("method, options", [("vae", {}), ("vae", {"likelihood": "bernoulli"}), ("beta-vae", {}),
-                                             ("cr-vae", {}), ("simclr", {}), ("vicreg", {}), ("moco", {}),
-                                             ("mocov2", {}), ("random", {})])
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("vae", {}),
+        ("vae", {"likelihood": "bernoulli"}),
+        ("beta-vae", {}),
+        ("cr-vae", {}),
+        ("simclr", {}),
+        ("vicreg", {}),
+        ("moco", {}),
+        ("mocov2", {}),
+        ("random", {}),
+    ],
+)
 def test_every_method_trains_through_the_one_loop(method, options, tiny_data, tmp_path):
     """Each method's loss moves its weights through the one loop (the untrained encoder's stay),
     and the logged loss is finite; the Bernoulli likelihood runs on binarised MNIST."""
@@ -68,8 +86,10 @@ def test_every_method_trains_through_the_one_loop(method, options, tiny_data, tm
     import simvae
     from simvae.methods import ModelSpec, build_method
 
-    opts = {"train": {"method": method, "dataset": "mnist", "data_dir": str(tiny_data), "epochs": 1,
-                      "batch_size": 40, "download": False}, "method": options}
+    opts = {
+        "train": {"method": method, "dataset": "mnist", "data_dir": str(tiny_data), "epochs": 1, "batch_size": 40, "download": False},
+        "method": options,
+    }
     summary = simvae.train_run(opts, tmp_path / method, progress=False)
     assert summary["steps"] == 6 and summary["method"] == method and summary["finished"]
     torch.manual_seed(0)  # the loop's initialisation (seed 0)
@@ -83,8 +103,17 @@ def test_every_method_trains_through_the_one_loop(method, options, tiny_data, tm
 
 def test_compare_writes_table_and_figure(simvae_run, tiny_data, tmp_path):
     vae = tmp_path / "vae"
-    r = run_cli("train", "--data-dir", str(tiny_data), *[a for a in COMMON if a not in ("--n-views", "3")],
-                "--method", "vae", "--out", str(vae), *QUICK_EVAL)
+    r = run_cli(
+        "train",
+        "--data-dir",
+        str(tiny_data),
+        *[a for a in COMMON if a not in ("--n-views", "3")],
+        "--method",
+        "vae",
+        "--out",
+        str(vae),
+        *QUICK_EVAL,
+    )
     assert r.returncode == 0, r.stderr
     r = run_cli("compare", str(simvae_run), str(vae), "--out", str(tmp_path / "cmp"))
     assert r.returncode == 0, r.stderr

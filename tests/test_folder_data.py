@@ -244,6 +244,7 @@ def test_a_cache_being_written_is_waited_for_never_read_half_written(capsys):
 
 # -- CIFAR-10's image folders follow the same rules --------------------------------------------
 
+
 def test_cifar_folders_skip_hidden_folders_and_refuse_inconsistent_classes(tmp_path):
     import shutil
 

@@ -5,20 +5,18 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_EVAL_ARGS, run_cli, tiny_train_args
 
 from simvae.augment.spec import COLOUR_AUGMENT, GREY_AUGMENT
-from simvae.data.targets import Target
+from simvae.config import parse_config
+from simvae.errors import ConfigError
 from simvae.evaluate import evaluate_targets
-from simvae.evaluate.fid import SmallClassifier, ClassifierFeatures, frechet_distance
+from simvae.evaluate.fid import ClassifierFeatures, SmallClassifier, frechet_distance
 from simvae.evaluate.generation import fit_class_gaussians, latent_traversal, sample_class_gaussians
 from simvae.evaluate.probes import train_probes
 from simvae.evaluate.registry import evaluator_names
 from simvae.evaluate.style import augmented_representations, chance, style_targets
 from simvae.run_config import EvalConfig
-from simvae.config import parse_config
-from simvae.errors import ConfigError
-
-from conftest import TINY_EVAL_ARGS, run_cli, tiny_train_args
 
 FAST = dict(val_size=64, knn_max_k=5, probe_max_epochs=30, probe_patience=5, gmm_restarts=1, map_points=0)
 
@@ -98,8 +96,10 @@ def test_style_targets_follow_the_drawn_parameters():
 def test_colour_style_targets_include_jitter_and_an_equivariant_encoder_retrieves_flip():
     images = torch.zeros(600, 3, 16, 16, dtype=torch.uint8)
     images[:, :, :6] = 255  # bright top band: a vertical flip moves it to the bottom
+
     def encode(x):
         return torch.stack([x[:, :, :8].mean((1, 2, 3)), x[:, :, 8:].mean((1, 2, 3))], 1)
+
     tr_x, tr_v = augmented_representations(encode, images, COLOUR_AUGMENT, False, seed=1)
     te_x, te_v = augmented_representations(encode, images[:300], COLOUR_AUGMENT, False, seed=2)
     targets = style_targets(tr_v, te_v)
@@ -122,12 +122,24 @@ def test_probes_of_several_targets_train_together_and_skip_missing_labels():
     y1_missing[::2] = -1  # half the images have no label for target 1
     y = torch.stack([y0, y1_missing], 1)
     heads = {"a": ("linear", 1e-2, 0), "b": ("mlp", 1e-2, 1)}
-    out = train_probes(heads, x[:1500], y[:1500], x[1500:1800], y[1500:1800], x[1800:], y[1800:], [2, 4],
-                       max_epochs=30, patience=5, hidden=16)
+    out = train_probes(
+        heads, x[:1500], y[:1500], x[1500:1800], y[1500:1800], x[1800:], y[1800:], [2, 4], max_epochs=30, patience=5, hidden=16
+    )
     assert out["a"]["acc"] > 0.95 and out["b"]["acc"] > 0.85
     # the same head trained alone on the same rows follows the same trajectory
-    alone = train_probes({"b": ("mlp", 1e-2, 1)}, x[:1500], y[:1500], x[1500:1800], y[1500:1800], x[1800:], y[1800:],
-                         [2, 4], max_epochs=30, patience=5, hidden=16)
+    alone = train_probes(
+        {"b": ("mlp", 1e-2, 1)},
+        x[:1500],
+        y[:1500],
+        x[1500:1800],
+        y[1500:1800],
+        x[1800:],
+        y[1800:],
+        [2, 4],
+        max_epochs=30,
+        patience=5,
+        hidden=16,
+    )
     assert alone["b"]["acc"] == out["b"]["acc"] and alone["b"]["epochs"] == out["b"]["epochs"]
 
 
@@ -178,8 +190,18 @@ def test_a_head_without_validation_labels_trains_fixed_epochs_and_reports_nan():
     val_y, test_y = y[800:900].clone(), y[900:].clone()
     val_y[:, 1] = -1
     test_y[:, 1] = -1
-    out = train_probes({"a": ("linear", 1e-2, 0), "b": ("linear", 1e-2, 1)}, x[:800], y[:800], x[800:900], val_y,
-                       x[900:], test_y, 2, max_epochs=8, patience=2)
+    out = train_probes(
+        {"a": ("linear", 1e-2, 0), "b": ("linear", 1e-2, 1)},
+        x[:800],
+        y[:800],
+        x[800:900],
+        val_y,
+        x[900:],
+        test_y,
+        2,
+        max_epochs=8,
+        patience=2,
+    )
     assert out["a"]["acc"] > 0.9 and out["a"]["val_loss"] == out["a"]["val_loss"]
     b = out["b"]
     assert b["epochs"] == 8 and b["val_acc"] is None and b["val_loss"] != b["val_loss"] and b["acc"] != b["acc"]

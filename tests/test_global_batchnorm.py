@@ -4,16 +4,18 @@ the conv nets), and update the running statistics alike."""
 
 import pytest
 import torch
+from conftest import run_two_processes
 from torch import nn
 
-from conftest import run_two_processes
 from simvae.nets.norm import GlobalBatchNorm1d, GlobalBatchNorm2d
 
 
 def _problem():
     g = torch.Generator().manual_seed(0)
-    return {"2d": (torch.randn(8, 3, 5, 5, generator=g) * 2 + 1, GlobalBatchNorm2d, nn.BatchNorm2d),
-            "1d": (torch.randn(8, 4, generator=g) * 3 - 2, GlobalBatchNorm1d, nn.BatchNorm1d)}
+    return {
+        "2d": (torch.randn(8, 3, 5, 5, generator=g) * 2 + 1, GlobalBatchNorm2d, nn.BatchNorm2d),
+        "1d": (torch.randn(8, 4, generator=g) * 3 - 2, GlobalBatchNorm1d, nn.BatchNorm1d),
+    }
 
 
 def _weights(bn):
@@ -32,7 +34,7 @@ def _worker(rank, world, init_file, out_file):
         for name, (x, cls, _) in _problem().items():
             bn = _weights(cls(x.shape[1]))
             b = x.shape[0] // world
-            local = x[rank * b:(rank + 1) * b].clone().requires_grad_(True)
+            local = x[rank * b : (rank + 1) * b].clone().requires_grad_(True)
             y = bn(local)
             (y * torch.arange(y.numel()).view_as(y).float().sin()[:]).sum().backward()  # any loss of the local part
             grads = [p.grad.clone() for p in bn.parameters()]

@@ -99,23 +99,25 @@ def test_groups_file_is_read_into_training_groups(tmp_path, capsys):
     g = data.train_groups
     assert g.shape == (len(data.train_images),) and set(g.tolist()) <= set(range(len(data.group_names))) | {-1}
     for i, name in enumerate(data.group_names):  # each group's rows are exactly its files
-        assert {data.train_files[k] for k in torch.nonzero(g == i).squeeze(1).tolist()} == \
-            {p for p, gn in rows if gn == name}
+        assert {data.train_files[k] for k in torch.nonzero(g == i).squeeze(1).tolist()} == {p for p, gn in rows if gn == name}
     line = next(ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("folder:"))
     assert "groups:" in line and "of one image" in line and "in no group (not trained on)" in line
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", r"g.csv is empty"),
-    ("path,label\ncat/000.png,a\n", r"g.csv line 1: no column 'group'"),
-    ("path,group\n", r"lists no images \(only its header\)"),
-    ("path,group\ncat/000.png,a\ncat/404.png,a\n", r"g.csv line 3: .*cat/404.png does not exist"),
-    ("path,group\ncat/000.png,a\ncat/001.png,b\ncat/000.png,b\n", r"line 4: cat/000.png is listed twice \(first on line 2\)"),
-    ("path,group\n../d/cat/000.png,a\n", r"line 2: '../d/cat/000.png' leaves"),
-    ("path,group\ncat/../../x.png,a\n", r"line 2: 'cat/../../x.png' leaves"),
-    ("path,group\ncat/000.png,\n", r"line 2: cat/000.png has no group"),
-    ("path,group\ncat/notes.txt,a\n", r"line 2: .*notes.txt is not an image file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", r"g.csv is empty"),
+        ("path,label\ncat/000.png,a\n", r"g.csv line 1: no column 'group'"),
+        ("path,group\n", r"lists no images \(only its header\)"),
+        ("path,group\ncat/000.png,a\ncat/404.png,a\n", r"g.csv line 3: .*cat/404.png does not exist"),
+        ("path,group\ncat/000.png,a\ncat/001.png,b\ncat/000.png,b\n", r"line 4: cat/000.png is listed twice \(first on line 2\)"),
+        ("path,group\n../d/cat/000.png,a\n", r"line 2: '../d/cat/000.png' leaves"),
+        ("path,group\ncat/../../x.png,a\n", r"line 2: 'cat/../../x.png' leaves"),
+        ("path,group\ncat/000.png,\n", r"line 2: cat/000.png has no group"),
+        ("path,group\ncat/notes.txt,a\n", r"line 2: .*notes.txt is not an image file"),
+    ],
+)
 def test_bad_groups_files_are_refused_in_one_line(tmp_path, content, message):
     root = make_folder(tmp_path / "d", n=4)
     (root / "cat" / "notes.txt").write_text("x")
@@ -137,8 +139,18 @@ def test_groups_of_test_images_are_refused(tmp_path):
 def _config(root, groups_file, method="simvae", method_opts=None, **train):
     from simvae.run_config import build_run_config
 
-    t = {"dataset": "folder", "method": method, "data_dir": str(root), "device": "cpu", "batch_size": 4, "epochs": 1,
-         "groups": str(groups_file), "augment": "none", "image_size": 28, "channels": 1}
+    t = {
+        "dataset": "folder",
+        "method": method,
+        "data_dir": str(root),
+        "device": "cpu",
+        "batch_size": 4,
+        "epochs": 1,
+        "groups": str(groups_file),
+        "augment": "none",
+        "image_size": 28,
+        "channels": 1,
+    }
     t.update(train)
     return build_run_config({"train": t, "method": method_opts or {}})
 
@@ -165,13 +177,13 @@ def test_without_groups_the_source_is_augmented_images_and_too_few_groups_are_re
     root = make_folder(tmp_path / "d", n=12, colour=False)
     run = _config(root, None, groups=None)
     assert isinstance(Trainer(run, tmp_path / "r", progress=False).source, AugmentedImageGroups)
-    f = _groups_file(tmp_path / "g.csv", [("cat/000.png", "a"), ("cat/001.png", "a"), ("dog/000.png", "b"),
-                                           ("dog/001.png", "b")])
+    f = _groups_file(tmp_path / "g.csv", [("cat/000.png", "a"), ("cat/001.png", "a"), ("dog/000.png", "b"), ("dog/001.png", "b")])
     with pytest.raises(ConfigError, match=r"2 groups, but a step takes 4"):
         Trainer(_config(root, f), tmp_path / "r2", progress=False)
     rows = [(f"{c}/{i:03d}.png", f"{c}{i // 2}") for c in ("cat", "dog") for i in range(12)]
-    sub = Trainer(_config(root, _groups_file(tmp_path / "g2.csv", rows), train_subset=10), tmp_path / "r3",
-                  progress=False)  # the first 10 training images: some groups lose members, some all of them
+    sub = Trainer(
+        _config(root, _groups_file(tmp_path / "g2.csv", rows), train_subset=10), tmp_path / "r3", progress=False
+    )  # the first 10 training images: some groups lose members, some all of them
     files = sub.data.train_files
     src = sub.source
     assert sum(src.sizes.tolist()) == 10 and len(src) == len({dict(rows)[p] for p in files})

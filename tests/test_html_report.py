@@ -35,8 +35,13 @@ def _png(path: Path, colour: str = "tab:blue") -> Path:
 
 def _grid_folder(tmp_path: Path) -> Path:
     style = {"style/flip/mlp_acc": 0.9, "style/flip/chance": 0.5}
-    fake_grid(tmp_path, {"simvae": [content(0.80, 0.85, **style), content(0.82, 0.86, **style)],
-                         "simclr": [content(0.70, 0.75, **style), content(0.71, 0.74, **style)]})
+    fake_grid(
+        tmp_path,
+        {
+            "simvae": [content(0.80, 0.85, **style), content(0.82, 0.86, **style)],
+            "simclr": [content(0.70, 0.75, **style), content(0.71, 0.74, **style)],
+        },
+    )
     for name in ("simvae-s0", "simclr-s0"):
         _png(tmp_path / "runs" / name / "eval" / "quick" / "reconstructions.png")
         _png(tmp_path / "runs" / name / "loss_curve.png", "tab:red")
@@ -45,9 +50,21 @@ def _grid_folder(tmp_path: Path) -> Path:
 
 def test_render_escapes_text_and_embeds_figures(tmp_path):
     _png(tmp_path / "a.png")
-    report = Report("<b>title</b>", [Section("S", [Table(["x", "y"], [["<i>1</i>", "2"]], "cap"),
-                                                   Figure("a.png", "a figure"), Figure("gone.png", "missing one"),
-                                                   Note("careful", "warning"), Code("{\"k\": 1}", "json")])])
+    report = Report(
+        "<b>title</b>",
+        [
+            Section(
+                "S",
+                [
+                    Table(["x", "y"], [["<i>1</i>", "2"]], "cap"),
+                    Figure("a.png", "a figure"),
+                    Figure("gone.png", "missing one"),
+                    Note("careful", "warning"),
+                    Code('{"k": 1}', "json"),
+                ],
+            )
+        ],
+    )
     html = render_html(report, tmp_path)
     assert "&lt;b&gt;title&lt;/b&gt;" in html and "<i>1</i>" not in html  # text is escaped
     assert html.count("data:image/png;base64,") == 1
@@ -87,10 +104,20 @@ def test_report_opens_in_a_headless_browser(tmp_path):
     folder = _grid_folder(tmp_path / "grid")
     path = write_html_report(folder)
     profile, shot = tmp_path / "profile", tmp_path / "shot.png"
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"]
-    subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1200,2000", path.as_uri()],
-                   capture_output=True, timeout=120, check=False)
+    flags = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ]
+    subprocess.run(
+        flags + [f"--screenshot={shot}", "--window-size=1200,2000", path.as_uri()], capture_output=True, timeout=120, check=False
+    )
     assert shot.is_file(), "chromium wrote no screenshot"
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10  # not a blank page

@@ -5,9 +5,8 @@ import math
 
 import pytest
 import torch
-
-from conftest import run_two_processes
 import torch.nn.functional as F
+from conftest import run_two_processes
 
 from simvae.dist import gather_no_grad, gather_with_grad
 from simvae.objectives.infonce import moco_infonce_loss, nt_xent_loss, positive_mask
@@ -83,8 +82,12 @@ def test_nt_xent_depends_on_temperature_and_refuses_one_view():
 
 def test_moco_infonce_matches_loop():
     torch.manual_seed(2)
-    q, k, queue, t = (torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64),
-                      torch.randn(9, 4, dtype=torch.float64), 0.2)
+    q, k, queue, t = (
+        torch.randn(5, 4, dtype=torch.float64),
+        torch.randn(5, 4, dtype=torch.float64),
+        torch.randn(9, 4, dtype=torch.float64),
+        0.2,
+    )
     ref = 0.0
     for i in range(5):
         pos = math.exp(cos(q[i].tolist(), k[i].tolist()) / t)
@@ -100,6 +103,7 @@ def test_gather_is_identity_on_one_process():
 
 
 # -- DDP: 2 processes (gloo, CPU) against 1 process on the same global batch ---------------------
+
 
 def _global_problem():
     g = torch.Generator().manual_seed(0)
@@ -125,7 +129,7 @@ def _ddp_worker(rank, world, init_file, out_file):
         x, model = _global_problem()
         ddp = DistributedDataParallel(model)
         b = x.shape[0] // world
-        local = x[rank * b:(rank + 1) * b]
+        local = x[rank * b : (rank + 1) * b]
         result = {}
         for name in ("simclr", "vicreg"):
             ddp.zero_grad()

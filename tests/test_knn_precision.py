@@ -16,7 +16,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from simvae.evaluate.knn import knn_accuracies, nearest_labels
 
-GRID = 2.0 ** -13
+GRID = 2.0**-13
 K = 5
 
 
@@ -43,8 +43,9 @@ def test_neighbours_match_scikit_learn_exact_search(dim, offset):
     assert np.array_equal((train + offset).astype(np.float32) - np.float32(offset), train)  # the shift is exact
     ref = NearestNeighbors(n_neighbors=K, algorithm="brute", metric="euclidean").fit(train)
     _, ref_idx = ref.kneighbors(query)
-    ours = nearest_labels(torch.from_numpy(train + offset).float(), torch.arange(len(train)),
-                          torch.from_numpy(query + offset).float(), K, block=128).numpy()  # labels = indices
+    ours = nearest_labels(
+        torch.from_numpy(train + offset).float(), torch.arange(len(train)), torch.from_numpy(query + offset).float(), K, block=128
+    ).numpy()  # labels = indices
     ref_d, our_d = exact_sq_dist(query, train, ref_idx), exact_sq_dist(query, train, ours)
     # Neighbours in order of distance (scikit-learn's own distances may round: the exact ones decide).
     assert np.array_equal(np.sort(ref_d, 1), ref_d)

@@ -37,7 +37,8 @@ def test_csv_logs_steps_and_a_validation_knn_per_epoch(tiny_data, tmp_path):
     assert [int(r["step"]) for r in epochs] == [trainer.steps_per_epoch, 2 * trainer.steps_per_epoch]
     assert all(0.0 <= float(r["val/knn_acc"]) <= 1.0 for r in epochs)
     assert float(epochs[-1]["epoch/loss"]) == pytest.approx(
-        [r for r in map(__import__("json").loads, (tmp_path / "metrics.jsonl").read_text().splitlines())][-1]["loss"])
+        [r for r in map(__import__("json").loads, (tmp_path / "metrics.jsonl").read_text().splitlines())][-1]["loss"]
+    )
 
 
 def test_tensorboard_events_hold_the_per_epoch_validation_knn(tiny_data, tmp_path):

@@ -8,8 +8,8 @@ import torch
 
 from simvae.errors import ConfigError
 from simvae.evaluate.decoder_fit import fit_decoder
-from simvae.run import load_decoder, save_decoder
 from simvae.methods import METHODS, Batch, ModelSpec, build_method
+from simvae.run import load_decoder, save_decoder
 
 SHAPE = ModelSpec((1, 8, 8), 4)
 DISCRIMINATIVE = ["random", "simclr", "moco", "mocov2", "vicreg"]
@@ -107,11 +107,16 @@ def test_training_loop_end_to_end(tmp_path):
 
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8, generator=g)
-    data = ImageData("fashion-mnist", images, torch.zeros(16, dtype=torch.long), images[:4],
-                     torch.zeros(4, dtype=torch.long), ["a"], "test")
+    data = ImageData(
+        "fashion-mnist", images, torch.zeros(16, dtype=torch.long), images[:4], torch.zeros(4, dtype=torch.long), ["a"], "test"
+    )
     for name in DISCRIMINATIVE:
-        run = build_run_config({"train": {"method": name, "batch_size": 8, "epochs": 1, "device": "cpu"},
-                                "method": {"queue_size": 12} if name.startswith("moco") else {}})
+        run = build_run_config(
+            {
+                "train": {"method": name, "batch_size": 8, "epochs": 1, "device": "cpu"},
+                "method": {"queue_size": 12} if name.startswith("moco") else {},
+            }
+        )
         summary = train(run, tmp_path / name, data=data, progress=False)
         assert summary["steps"] == 2 and summary["method"] == name
         ckpt = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)
@@ -136,10 +141,8 @@ def test_posthoc_decoder_fit_save_load(tmp_path):
     m = build_method("simclr", SHAPE, {})
     g = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (24, *SHAPE.image_shape), dtype=torch.uint8, generator=g)
-    dec = fit_decoder(m.encode, images, SHAPE, "cpu", seed=0, lr=1e-3, batch_size=16, max_epochs=2,
-                      patience=2, progress=False)
-    again = fit_decoder(m.encode, images, SHAPE, "cpu", seed=0, lr=1e-3, batch_size=16, max_epochs=2,
-                        patience=2, progress=False)
+    dec = fit_decoder(m.encode, images, SHAPE, "cpu", seed=0, lr=1e-3, batch_size=16, max_epochs=2, patience=2, progress=False)
+    again = fit_decoder(m.encode, images, SHAPE, "cpu", seed=0, lr=1e-3, batch_size=16, max_epochs=2, patience=2, progress=False)
     z = m.encode(images.float() / 255)
     assert torch.equal(dec(z), again(z))  # seeded
     assert not dec.training and dec.val_mse < ((images.float() / 255 - 0.0) ** 2).mean()
@@ -167,8 +170,17 @@ def test_posthoc_decoder_keeps_the_best_epoch(monkeypatch):
 
     monkeypatch.setattr(df, "_mse", fake_mse)
     images = torch.randint(0, 256, (10, *SHAPE.image_shape), dtype=torch.uint8)
-    dec = df.fit_decoder(lambda x: x.flatten(1)[:, :SHAPE.latent_dim], images, SHAPE, "cpu", lr=1e-3,
-                         batch_size=16, max_epochs=10, patience=3, progress=False)
+    dec = df.fit_decoder(
+        lambda x: x.flatten(1)[:, : SHAPE.latent_dim],
+        images,
+        SHAPE,
+        "cpu",
+        lr=1e-3,
+        batch_size=16,
+        max_epochs=10,
+        patience=3,
+        progress=False,
+    )
     assert len(snapshots) == 5  # stopped 3 epochs after the best (epoch 2)
     assert all(torch.equal(v, snapshots[1][k]) for k, v in dec.state_dict().items())
     assert dec.val_mse == 0.3
@@ -181,8 +193,19 @@ def test_posthoc_decoder_reports_each_epoch_and_trains_in_bf16():
     images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     proj = torch.randn(3 * 32 * 32, 8, generator=torch.Generator().manual_seed(1)) / 55
     seen = []
-    dec = fit_decoder(lambda x: x.flatten(1) @ proj, images, spec, "cpu", lr=1e-3, batch_size=16, max_epochs=3,
-                      patience=3, progress=False, precision="bf16", on_epoch=lambda *a: seen.append(a))
+    dec = fit_decoder(
+        lambda x: x.flatten(1) @ proj,
+        images,
+        spec,
+        "cpu",
+        lr=1e-3,
+        batch_size=16,
+        max_epochs=3,
+        patience=3,
+        progress=False,
+        precision="bf16",
+        on_epoch=lambda *a: seen.append(a),
+    )
     assert [(e, n) for e, n, _, _ in seen] == [(1, 3), (2, 3), (3, 3)]
     assert all(best <= val for _, _, val, best in seen)
     assert [b for *_, b in seen] == sorted((b for *_, b in seen), reverse=True)  # the best never rises
@@ -203,20 +226,22 @@ def test_progress_lines_are_throttled(monkeypatch):
     assert lines == [(2, 9, 31.0, ("x2",)), (4, 9, 62.0, ("x4",))]
 
 
-@pytest.mark.parametrize("train_precision, native, expected", [("auto", True, "bf16"), ("bf16", True, "bf16"),
-                                                                ("bf16", False, "fp32"), ("auto", False, "fp32"),
-                                                                ("fp32", True, "fp32")])
+@pytest.mark.parametrize(
+    "train_precision, native, expected",
+    [("auto", True, "bf16"), ("bf16", True, "bf16"), ("bf16", False, "fp32"), ("auto", False, "fp32"), ("fp32", True, "fp32")],
+)
 def test_posthoc_decoder_precision_follows_the_run_where_native(tmp_path, monkeypatch, train_precision, native, expected):
     """The decoder trains in bf16 only where the run asks for it (auto or bf16) and this device has
     it natively: never in emulated bf16 (a bf16 GPU run evaluated on an AVX2 CPU)."""
-    import simvae.evaluate.decoder_fit as df
-    import simvae.hardware as hw
     from types import SimpleNamespace
 
+    import simvae.evaluate.decoder_fit as df
+    import simvae.hardware as hw
     from simvae.run_config import build_run_config
 
     seen = []
     monkeypatch.setattr(hw, "native_bf16", lambda device: native)
+
     def fake_fit(*args, **kw):
         seen.append(kw["precision"])
         decoder = torch.nn.Linear(1, 1)

@@ -13,7 +13,6 @@ a newline (echoed unquoted: the one-line message spans two lines).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -22,15 +21,22 @@ import tempfile
 import numpy as np
 import pytest
 import torch
+from conftest import float32_default
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from conftest import float32_default
 from simvae.errors import ConfigError
-from simvae.objectives.elbo import (bernoulli_log_likelihood, gaussian_entropy, gaussian_log_likelihood,
-                                    group_log_prior_gaussian, group_log_prior_uniform, kl_gaussians,
-                                    kl_standard_normal, reparameterize)
+from simvae.objectives.elbo import (
+    bernoulli_log_likelihood,
+    gaussian_entropy,
+    gaussian_log_likelihood,
+    group_log_prior_gaussian,
+    group_log_prior_uniform,
+    kl_gaussians,
+    kl_standard_normal,
+    reparameterize,
+)
 from simvae.objectives.infonce import nt_xent_loss
 from simvae.objectives.vicreg import vicreg_loss
 from simvae.run_config import EvalConfig, RunConfig, TrainConfig, build_run_config
@@ -54,6 +60,7 @@ def all_finite(*ts) -> bool:
 
 
 # -- ELBO terms ------------------------------------------------------------------------------
+
 
 @FAST
 @given(st.data(), st.integers(1, 5), st.integers(1, 8), st.floats(1e-4, 1e3))
@@ -147,6 +154,7 @@ def test_vicreg_terms_finite(data, n, j, d):
 
 # -- invariances -----------------------------------------------------------------------------
 
+
 @settings(max_examples=60, deadline=None)
 @given(st.data(), st.integers(1, 4), st.integers(1, 5), st.integers(1, 6), st.floats(1e-2, 10.0))
 def test_uniform_group_prior_invariant_to_shifting_a_group(data, b, j, l, prior_var):
@@ -192,6 +200,7 @@ def test_nt_xent_is_not_invariant_to_breaking_the_groups():
 
 # -- configuration junk ----------------------------------------------------------------------
 
+
 def _field_names() -> list[str]:
     from simvae.methods import METHODS
 
@@ -205,24 +214,63 @@ def _plausible_strings() -> list[str]:
     from simvae.data import DATASETS
     from simvae.methods import METHODS
 
-    return [*METHODS, *DATASETS, "none", "null", "true", "false", "yes", "off", "1", "0", "-1", "2.5", "1e-3", "1e400",
-            "nan", "inf", "-inf", "cpu", "cuda", "cuda:1", "auto", "uniform", "gaussian", "bernoulli", "", " ", "simvea"]
+    return [
+        *METHODS,
+        *DATASETS,
+        "none",
+        "null",
+        "true",
+        "false",
+        "yes",
+        "off",
+        "1",
+        "0",
+        "-1",
+        "2.5",
+        "1e-3",
+        "1e400",
+        "nan",
+        "inf",
+        "-inf",
+        "cpu",
+        "cuda",
+        "cuda:1",
+        "auto",
+        "uniform",
+        "gaussian",
+        "bernoulli",
+        "",
+        " ",
+        "simvea",
+    ]
 
 
 # Integers stay inside float range: a bigger one for a float option is a known bug (see the xfail below).
-SCALARS = (st.none() | st.booleans() | st.integers(-10**300, 10**300) | st.integers(-3, 300)
-           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=10) | st.sampled_from(_plausible_strings()))
-JSON_VALUES = st.recursive(SCALARS, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
-                           max_leaves=6)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**300), 10**300)
+    | st.integers(-3, 300)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=10)
+    | st.sampled_from(_plausible_strings())
+)
+JSON_VALUES = st.recursive(SCALARS, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3), max_leaves=6)
 SECTION = st.dictionaries(st.sampled_from(_field_names()) | st.text(max_size=8), JSON_VALUES, max_size=6)
 # A section that is not a mapping must be truthy: a falsy one ([], 0, "", null) for 'method' is a known bug.
 NON_MAPPING = JSON_VALUES.filter(lambda v: not isinstance(v, dict) and bool(v))
-CONFIGS = (st.dictionaries(st.sampled_from(["train", "method", "eval"]) | st.text(max_size=6), SECTION | NON_MAPPING,
-                           max_size=3)
-           | st.fixed_dictionaries({"train": st.fixed_dictionaries({"method": st.sampled_from(_plausible_strings())},
-                                                                   optional={"epochs": JSON_VALUES, "lr": JSON_VALUES}),
-                                    "method": SECTION})
-           | JSON_VALUES)
+CONFIGS = (
+    st.dictionaries(st.sampled_from(["train", "method", "eval"]) | st.text(max_size=6), SECTION | NON_MAPPING, max_size=3)
+    | st.fixed_dictionaries(
+        {
+            "train": st.fixed_dictionaries(
+                {"method": st.sampled_from(_plausible_strings())}, optional={"epochs": JSON_VALUES, "lr": JSON_VALUES}
+            ),
+            "method": SECTION,
+        }
+    )
+    | JSON_VALUES
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -240,9 +288,11 @@ def test_build_run_config_only_raises_config_error(values):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(max_size=60).map(lambda t: t.encode("utf-8", "replace"))
-       | JSON_VALUES.map(lambda v: json.dumps(v).encode())
-       | CONFIGS.map(lambda v: json.dumps(v, allow_nan=True).encode()))
+@given(
+    st.text(max_size=60).map(lambda t: t.encode("utf-8", "replace"))
+    | JSON_VALUES.map(lambda v: json.dumps(v).encode())
+    | CONFIGS.map(lambda v: json.dumps(v, allow_nan=True).encode())
+)
 def test_config_file_text_only_raises_config_error(raw):
     """Any UTF-8 text in a --config file: parsed, or refused with a ConfigError. (Bytes that are not
     UTF-8 are a known bug, see the xfail below.)"""
@@ -259,6 +309,7 @@ def test_config_file_text_only_raises_config_error(raw):
 
 
 # -- command-line junk -----------------------------------------------------------------------
+
 
 class ReachedWork(Exception):
     """Raised by the stubs of train / evaluate_run / compare_runs: the command line was valid."""
@@ -295,23 +346,29 @@ def _well_formed(command: str):
         return st.just([command])
     pair = st.sampled_from(valued).flatmap(lambda o: st.tuples(st.just(o), VALUES)) if valued else st.nothing()
     flag = st.sampled_from(flags).map(lambda o: (o,)) if flags else st.nothing()
-    positional = {"evaluate": st.lists(TOKEN_TEXT, min_size=1, max_size=1),
-                  "compare": st.lists(TOKEN_TEXT, min_size=1, max_size=3)}.get(command, st.just([]))
-    return st.tuples(positional, st.lists(pair | flag, max_size=6)).map(
-        lambda t: [command, *t[0], *(tok for item in t[1] for tok in item)])
+    positional = {"evaluate": st.lists(TOKEN_TEXT, min_size=1, max_size=1), "compare": st.lists(TOKEN_TEXT, min_size=1, max_size=3)}.get(
+        command, st.just([])
+    )
+    return st.tuples(positional, st.lists(pair | flag, max_size=6)).map(lambda t: [command, *t[0], *(tok for item in t[1] for tok in item)])
 
 
-ARGV = (st.sampled_from(sorted(SUB_OPTIONS)).flatmap(_well_formed)
-        | st.tuples(st.sampled_from(["train", "evaluate", "compare", "methods", "trian"]),
-                    st.lists(TOKENS, max_size=8)).map(lambda t: [t[0], *t[1]])
-        | st.lists(TOKENS, max_size=4))
+ARGV = (
+    st.sampled_from(sorted(SUB_OPTIONS)).flatmap(_well_formed)
+    | st.tuples(st.sampled_from(["train", "evaluate", "compare", "methods", "trian"]), st.lists(TOKENS, max_size=8)).map(
+        lambda t: [t[0], *t[1]]
+    )
+    | st.lists(TOKENS, max_size=4)
+)
 
 
 @pytest.fixture
 def no_work(monkeypatch, tmp_path):
-    """Replace the three entry points that do work, and run from an empty folder, so junk cannot train."""
+    """Replace the entry points that do work, and run from an empty folder, so junk cannot train."""
+    import simvae.embed
+    import simvae.grid
     import simvae.pipeline
     import simvae.report.compare
+    import simvae.report.html
     import simvae.train
 
     def stub(*args, **kwargs):
@@ -320,6 +377,9 @@ def no_work(monkeypatch, tmp_path):
     monkeypatch.setattr(simvae.train, "train", stub)
     monkeypatch.setattr(simvae.pipeline, "evaluate_and_report", stub)
     monkeypatch.setattr(simvae.report.compare, "compare_runs", stub)
+    monkeypatch.setattr(simvae.grid, "run_grid", stub)
+    monkeypatch.setattr(simvae.embed, "embed_images", stub)
+    monkeypatch.setattr(simvae.report.html, "write_html_report", stub)
     monkeypatch.setenv("SIMVAE_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -353,6 +413,7 @@ def test_junk_command_lines_exit_cleanly(no_work, capsys, argv):
 
 
 # -- bugs found by these properties, fixed (kept as regression tests) ---------------------
+
 
 def test_huge_integer_for_a_float_option_is_a_config_error():
     with pytest.raises(ConfigError):

@@ -11,20 +11,23 @@ import torch
 from simvae import hardware as precision_mod
 from simvae.errors import ConfigError
 from simvae.evaluate.gmm import gmm_evaluate, match_clusters
-from simvae.evaluate.probes import make_probe, train_probe, train_probes
+from simvae.evaluate.probes import make_probe, train_probes
 from simvae.methods import Batch, ModelSpec, build_method
 from simvae.run_config import build_run_config, step_size
 from simvae.train import train
 
 
-@pytest.mark.parametrize("method, options, images, views", [
-    ("simvae", {}, 12, 120),          # 128 // 10 images x 10 views (the public code's 12 x 10)
-    ("simvae", {"n_views": 4}, 32, 128),
-    ("simclr", {}, 64, 128),          # pair methods: 64 x 2
-    ("vicreg", {}, 64, 128),
-    ("cr-vae", {}, 64, 128),          # the image and one augmentation
-    ("vae", {}, 128, 128),
-])
+@pytest.mark.parametrize(
+    "method, options, images, views",
+    [
+        ("simvae", {}, 12, 120),  # 128 // 10 images x 10 views (the public code's 12 x 10)
+        ("simvae", {"n_views": 4}, 32, 128),
+        ("simclr", {}, 64, 128),  # pair methods: 64 x 2
+        ("vicreg", {}, 64, 128),
+        ("cr-vae", {}, 64, 128),  # the image and one augmentation
+        ("vae", {}, 128, 128),
+    ],
+)
 def test_views_per_step_is_the_default_unit(method, options, images, views):
     run = build_run_config({"train": {"method": method}, "method": options})
     assert run.train.views_per_step == 128 and run.train.batch_size is None
@@ -50,8 +53,18 @@ def test_old_config_with_batch_size_and_bf16_still_loads():
 
 
 def test_resolved_step_size_is_recorded(tiny_data, tmp_path):
-    cfg = {"train": {"dataset": "mnist", "data_dir": str(tiny_data), "download": False, "device": "cpu",
-                     "train_subset": 64, "views_per_step": 16, "epochs": 1}, "method": {"n_views": 4}}
+    cfg = {
+        "train": {
+            "dataset": "mnist",
+            "data_dir": str(tiny_data),
+            "download": False,
+            "device": "cpu",
+            "train_subset": 64,
+            "views_per_step": 16,
+            "epochs": 1,
+        },
+        "method": {"n_views": 4},
+    }
     summary = train(build_run_config(cfg), tmp_path / "run", progress=False)
     assert summary["images_per_step"] == 4 and summary["views_per_step"] == 16
     assert summary["steps"] == 64 // 4
@@ -75,8 +88,19 @@ def test_auto_precision_follows_native_bf16(monkeypatch):
 
 
 def test_bf16_training_step_runs_and_is_recorded(tiny_data, tmp_path):
-    cfg = {"train": {"dataset": "mnist", "data_dir": str(tiny_data), "download": False, "device": "cpu",
-                     "train_subset": 32, "views_per_step": 32, "epochs": 1, "precision": "bf16"}, "method": {"n_views": 2}}
+    cfg = {
+        "train": {
+            "dataset": "mnist",
+            "data_dir": str(tiny_data),
+            "download": False,
+            "device": "cpu",
+            "train_subset": 32,
+            "views_per_step": 32,
+            "epochs": 1,
+            "precision": "bf16",
+        },
+        "method": {"n_views": 2},
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # emulated on some hosts: slow, still correct
         summary = train(build_run_config(cfg), tmp_path / "run", progress=False)
@@ -174,8 +198,18 @@ def test_binarised_data_gives_binary_training_views(tiny_data, tmp_path):
     so training views are binary like the test images; grey data keeps its grey levels."""
     from simvae.train import Trainer
 
-    cfg = {"train": {"dataset": "mnist", "data_dir": str(tiny_data), "download": False, "device": "cpu",
-                     "train_subset": 32, "batch_size": 8, "epochs": 1}, "method": {"n_views": 4}}
+    cfg = {
+        "train": {
+            "dataset": "mnist",
+            "data_dir": str(tiny_data),
+            "download": False,
+            "device": "cpu",
+            "train_subset": 32,
+            "batch_size": 8,
+            "epochs": 1,
+        },
+        "method": {"n_views": 4},
+    }
     trainer = Trainer(build_run_config(cfg), tmp_path, progress=False)
     assert trainer.data.binarized and trainer.source.binarize
     views = trainer.make_batch(torch.arange(8)).views
@@ -197,9 +231,14 @@ def test_linear_probe_learning_rate_is_chosen_on_validation():
     cfg = EvalConfig(val_size=100, probe_max_epochs=3, gmm_restarts=1, knn_max_k=3)
     m = evaluate_representations(x[:500], y[:500], x[500:], y[500:], 3, cfg)
     assert any(m["linear_lr"] == pytest.approx(v) for v in (3e-4, 9e-4, 3e-3))
-    fixed = evaluate_representations(x[:500], y[:500], x[500:], y[500:], 3,
-                                     EvalConfig(val_size=100, probe_max_epochs=3, gmm_restarts=1, knn_max_k=3,
-                                                linear_lr_search=False))
+    fixed = evaluate_representations(
+        x[:500],
+        y[:500],
+        x[500:],
+        y[500:],
+        3,
+        EvalConfig(val_size=100, probe_max_epochs=3, gmm_restarts=1, knn_max_k=3, linear_lr_search=False),
+    )
     assert fixed["linear_lr"] == 3e-4
 
 

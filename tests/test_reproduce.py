@@ -40,12 +40,23 @@ def test_seeds_methods_and_options_parse():
     assert parse_epochs_for(["vae=3"], ["vae", "simvae"]) == {"vae": 3}
     with pytest.raises(ConfigError):
         parse_epochs_for(["random=3"], ["random"])
-    assert set_to_args(["train.lr=3e-4", "eval.paper_probes=true", "method.beta=false"]) == \
-        ["--lr", "3e-4", "--paper-probes", "--no-beta"]
+    assert set_to_args(["train.lr=3e-4", "eval.paper_probes=true", "method.beta=false"]) == ["--lr", "3e-4", "--paper-probes", "--no-beta"]
     with pytest.raises(ConfigError):
         set_to_args(["lr=3"])
-    args = ["--dataset", "mnist", "--seed", "2", "--gmm-restarts", "3", "--quick-eval", "--no-linear-lr-search",
-            "--lr", "1e-3", "--device", "cpu"]
+    args = [
+        "--dataset",
+        "mnist",
+        "--seed",
+        "2",
+        "--gmm-restarts",
+        "3",
+        "--quick-eval",
+        "--no-linear-lr-search",
+        "--lr",
+        "1e-3",
+        "--device",
+        "cpu",
+    ]
     assert eval_options(args) == ["--gmm-restarts", "3", "--quick-eval", "--no-linear-lr-search", "--device", "cpu"]
 
 
@@ -53,8 +64,11 @@ def test_a_method_option_goes_to_the_methods_that_take_it():
     from simvae.grid import method_options_for_grid
 
     out = method_options_for_grid(["--beta", "0.25", "--lr", "1e-3", "--temperature", "0.5"], ["vae", "beta-vae", "simclr"])
-    assert out == {"vae": ["--lr", "1e-3"], "beta-vae": ["--beta", "0.25", "--lr", "1e-3"],
-                   "simclr": ["--lr", "1e-3", "--temperature", "0.5"]}
+    assert out == {
+        "vae": ["--lr", "1e-3"],
+        "beta-vae": ["--beta", "0.25", "--lr", "1e-3"],
+        "simclr": ["--lr", "1e-3", "--temperature", "0.5"],
+    }
     with pytest.raises(ConfigError, match="beta-vae"):
         method_options_for_grid(["--beta", "0.25"], ["vae"])
 
@@ -73,8 +87,9 @@ def test_paper_figures_are_the_papers():
 # ------------------------------------------------------------------------------------------ a fake grid
 
 
-def fake_grid(root: Path, metrics: dict[str, list[dict]], dataset: str = "fashion-mnist", kind: str = "reproduce",
-              param: str | None = None) -> dict:
+def fake_grid(
+    root: Path, metrics: dict[str, list[dict]], dataset: str = "fashion-mnist", kind: str = "reproduce", param: str | None = None
+) -> dict:
     """A grid folder with evaluated runs: ``metrics`` maps method (or "method@value") to one dict per seed."""
     runs, seeds = [], set()
     for key, per_seed in metrics.items():
@@ -84,19 +99,69 @@ def fake_grid(root: Path, metrics: dict[str, list[dict]], dataset: str = "fashio
             name = f"{method}-{value}-s{seed}" if value else f"{method}-s{seed}"
             folder = root / "runs" / name
             (folder / "eval" / "quick").mkdir(parents=True)
-            full = {"method": method, "dataset": dataset, "finished": True, "model_epoch": 1,
-                    "eval_config": {"quick": True, "max_train_images": 10000, "val_size": 2000, "probe_max_epochs": 50,
-                                    "probe_patience": 5, "knn_max_k": 15, "gmm_restarts": 1, "gen_samples": 2000}, **m}
+            full = {
+                "method": method,
+                "dataset": dataset,
+                "finished": True,
+                "model_epoch": 1,
+                "eval_config": {
+                    "quick": True,
+                    "max_train_images": 10000,
+                    "val_size": 2000,
+                    "probe_max_epochs": 50,
+                    "probe_patience": 5,
+                    "knn_max_k": 15,
+                    "gmm_restarts": 1,
+                    "gen_samples": 2000,
+                },
+                **m,
+            }
             (folder / "eval" / "quick" / "metrics.json").write_text(json.dumps(full))
-            (folder / "train_summary.json").write_text(json.dumps(
-                {"method": method, "epochs": 1, "epochs_planned": 1, "steps": 100, "finished": True, "train_images": 1200,
-                 "images_per_step": 12, "n_views": 10, "views_per_step": 120, "train_seconds": 3.0,
-                 "simvae_commit": "abc1234", "host": "test host", "precision": "fp32", "device": "cpu", "threads": 1}))
-            runs.append({"name": name, "method": method, "seed": seed, "folder": str(folder), "train_args": [],
-                         "eval_args": [], "eval_name": "quick", "epochs": 1, "steps": 100, "value": value or None,
-                         "config": {"train": {"method": method}}})
-    grid = {"kind": kind, "dataset": dataset, "methods": list(dict.fromkeys(k.partition("@")[0] for k in metrics)),
-            "seeds": sorted(seeds), "epochs": 1, "runs": runs, "command": ["simvae", kind]}
+            (folder / "train_summary.json").write_text(
+                json.dumps(
+                    {
+                        "method": method,
+                        "epochs": 1,
+                        "epochs_planned": 1,
+                        "steps": 100,
+                        "finished": True,
+                        "train_images": 1200,
+                        "images_per_step": 12,
+                        "n_views": 10,
+                        "views_per_step": 120,
+                        "train_seconds": 3.0,
+                        "simvae_commit": "abc1234",
+                        "host": "test host",
+                        "precision": "fp32",
+                        "device": "cpu",
+                        "threads": 1,
+                    }
+                )
+            )
+            runs.append(
+                {
+                    "name": name,
+                    "method": method,
+                    "seed": seed,
+                    "folder": str(folder),
+                    "train_args": [],
+                    "eval_args": [],
+                    "eval_name": "quick",
+                    "epochs": 1,
+                    "steps": 100,
+                    "value": value or None,
+                    "config": {"train": {"method": method}},
+                }
+            )
+    grid = {
+        "kind": kind,
+        "dataset": dataset,
+        "methods": list(dict.fromkeys(k.partition("@")[0] for k in metrics)),
+        "seeds": sorted(seeds),
+        "epochs": 1,
+        "runs": runs,
+        "command": ["simvae", kind],
+    }
     if param:
         grid["param"] = param
     (root / "grid.json").write_text(json.dumps(grid))
@@ -104,8 +169,17 @@ def fake_grid(root: Path, metrics: dict[str, list[dict]], dataset: str = "fashio
 
 
 def content(mlp, knn, **more):
-    return {"mlp_acc": mlp, "knn_acc": knn, "linear_acc": mlp - 0.02, "gmm_acc": 0.6, "gmm_nmi": 0.7, "gmm_ari": 0.5,
-            "recon_mse": 0.02, "classifier_fid": 5.0, **more}
+    return {
+        "mlp_acc": mlp,
+        "knn_acc": knn,
+        "linear_acc": mlp - 0.02,
+        "gmm_acc": 0.6,
+        "gmm_nmi": 0.7,
+        "gmm_ari": 0.5,
+        "recon_mse": 0.02,
+        "classifier_fid": 5.0,
+        **more,
+    }
 
 
 def test_tables_have_paper_layout_mean_se_and_blank_se_for_one_seed(tmp_path):
@@ -129,8 +203,7 @@ def test_tables_have_paper_layout_mean_se_and_blank_se_for_one_seed(tmp_path):
 
 
 def test_style_table_has_chance_and_no_invented_paper_figures(tmp_path):
-    style = {"style/flip/mlp_acc": 0.9, "style/flip/chance": 0.5, "style/crop_scale/mlp_acc": 0.4,
-             "style/crop_scale/chance": 0.25}
+    style = {"style/flip/mlp_acc": 0.9, "style/flip/chance": 0.5, "style/crop_scale/mlp_acc": 0.4, "style/crop_scale/chance": 0.25}
     grid = fake_grid(tmp_path, {"simvae": [content(0.8, 0.8, **style)] * 2, "simclr": [content(0.7, 0.7)] * 2})
     tables = {name: (table, rows) for name, _, table, rows, _ in build_tables(grid)}
     table, rows = tables["style"]
@@ -142,10 +215,14 @@ def test_style_table_has_chance_and_no_invented_paper_figures(tmp_path):
 def test_claims_verdicts(tmp_path):
     style_hi = {"style/flip/mlp_acc": 0.9}
     style_lo = {"style/flip/mlp_acc": 0.55}
-    grid = fake_grid(tmp_path, {
-        "simvae": [content(0.80, 0.85, **style_hi), content(0.81, 0.86, **style_hi), content(0.82, 0.87, **style_hi)],
-        "simclr": [content(0.70, 0.75, **style_lo), content(0.71, 0.76, **style_lo), content(0.72, 0.77, **style_lo)],
-        "vae": [content(0.90, 0.80), content(0.91, 0.95), content(0.92, 0.70)]})
+    grid = fake_grid(
+        tmp_path,
+        {
+            "simvae": [content(0.80, 0.85, **style_hi), content(0.81, 0.86, **style_hi), content(0.82, 0.87, **style_hi)],
+            "simclr": [content(0.70, 0.75, **style_lo), content(0.71, 0.76, **style_lo), content(0.72, 0.77, **style_lo)],
+            "vae": [content(0.90, 0.80), content(0.91, 0.95), content(0.92, 0.70)],
+        },
+    )
     claims = {c.name: c for c in build_claims(grid)}
     assert claims["H1"].verdict == "supported"  # 10 points apart, SE 0.8
     assert claims["H2"].verdict == "supported"
@@ -166,9 +243,13 @@ def test_one_seed_gives_no_verdict(tmp_path):
 
 
 def test_sweep_table_and_plots_use_validation_figures(tmp_path):
-    metrics = {f"simvae@{v}": [{"knn_val_acc": a, "linear_val_acc": a - .1, "mlp_val_acc": a - .05, "knn_acc": .5},
-                               {"knn_val_acc": a + .02, "linear_val_acc": a - .1, "mlp_val_acc": a - .05, "knn_acc": .5}]
-               for v, a in (("0.01", 0.7), ("0.1", 0.8), ("1", 0.6))}
+    metrics = {
+        f"simvae@{v}": [
+            {"knn_val_acc": a, "linear_val_acc": a - 0.1, "mlp_val_acc": a - 0.05, "knn_acc": 0.5},
+            {"knn_val_acc": a + 0.02, "linear_val_acc": a - 0.1, "mlp_val_acc": a - 0.05, "knn_acc": 0.5},
+        ]
+        for v, a in (("0.01", 0.7), ("0.1", 0.8), ("1", 0.6))
+    }
     grid = fake_grid(tmp_path, metrics, kind="sweep", param="method.prior_var")
     paths = write_sweep(tmp_path, grid)
     assert {"sweep.md", "sweep.csv", "sweep_knn_val_acc.png", "sweep_mlp_val_acc.png"} <= {p.name for p in paths}
@@ -184,8 +265,7 @@ def test_sweep_table_and_plots_use_validation_figures(tmp_path):
 
 def _run(tmp_path, epochs=2) -> GridRun:
     cfg = {"train": {"method": "vae", "dataset": "mnist", "epochs": epochs, "seed": 0, "lr": 8e-5}, "method": {"beta": 1.0}}
-    return GridRun("vae-s0", "vae", 0, str(tmp_path / "vae-s0"), ["--method", "vae"], ["--quick-eval"], "quick", epochs, 10,
-                   config=cfg)
+    return GridRun("vae-s0", "vae", 0, str(tmp_path / "vae-s0"), ["--method", "vae"], ["--quick-eval"], "quick", epochs, 10, config=cfg)
 
 
 def test_run_state_follows_the_folder(tmp_path):
@@ -215,15 +295,51 @@ def test_run_state_follows_the_folder(tmp_path):
 
 # ------------------------------------------------------------------------------------------ end to end (slow)
 
-TINY = ["--dataset", "mnist", "--epochs", "2", "--no-download", "--device", "cpu", "--train-subset", "256",
-        "--batch-size", "32", "--probe-max-epochs", "3", "--probe-patience", "2", "--gmm-restarts", "1",
-        "--gmm-max-iter", "20", "--map-points", "0", "--val-size", "32", "--knn-max-k", "3", "--probe-hidden", "16",
-        "--gen-samples", "100", "--no-estimate", "--checkpoint-every-steps", "2"]
+TINY = [
+    "--dataset",
+    "mnist",
+    "--epochs",
+    "2",
+    "--no-download",
+    "--device",
+    "cpu",
+    "--train-subset",
+    "256",
+    "--batch-size",
+    "32",
+    "--probe-max-epochs",
+    "3",
+    "--probe-patience",
+    "2",
+    "--gmm-restarts",
+    "1",
+    "--gmm-max-iter",
+    "20",
+    "--map-points",
+    "0",
+    "--val-size",
+    "32",
+    "--knn-max-k",
+    "3",
+    "--probe-hidden",
+    "16",
+    "--gen-samples",
+    "100",
+    "--no-estimate",
+    "--checkpoint-every-steps",
+    "2",
+]
 TABLES = ["table1.csv", "table5.csv", "table6.csv", "table7.csv", "style.csv", "table1.md", "claims.md"]
 
 
 def _tables(folder: Path) -> dict[str, str]:
-    return {name: (folder / name).read_text().replace(str(folder), "OUT") for name in TABLES}
+    """The tables, with the grid folder's name and the simvae commit (another agent may commit meanwhile) masked."""
+    import re
+
+    return {
+        name: re.sub(r"simvae commit [^;]*;", "simvae commit C;", (folder / name).read_text().replace(str(folder), "OUT"))
+        for name in TABLES
+    }
 
 
 @pytest.mark.slow
@@ -234,8 +350,9 @@ def test_grid_killed_then_rerun_gives_the_tables_of_an_uninterrupted_grid(tmp_pa
     assert (tmp_path / "ref" / "report.html").is_file()
 
     out = tmp_path / "killed"
-    p = subprocess.Popen(simvae_cmd(*args, "--out", str(out)), env=cli_env(), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
+    p = subprocess.Popen(
+        simvae_cmd(*args, "--out", str(out)), env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     # kill the grid once both runs are training (each has written a checkpoint)
     while time.monotonic() < deadline and p.poll() is None:
@@ -255,8 +372,26 @@ def test_grid_killed_then_rerun_gives_the_tables_of_an_uninterrupted_grid(tmp_pa
 
 @pytest.mark.slow
 def test_sweep_and_report_cli(tmp_path, tiny_data):
-    res = run_cli("sweep", "--method", "beta-vae", "--param", "method.beta", "--values", "0.5", "1", "--seeds", "1",
-                  "--data-dir", str(tiny_data), *TINY, "--out", str(tmp_path / "sw"), "--jobs", "2", timeout=600)
+    res = run_cli(
+        "sweep",
+        "--method",
+        "beta-vae",
+        "--param",
+        "method.beta",
+        "--values",
+        "0.5",
+        "1",
+        "--seeds",
+        "1",
+        "--data-dir",
+        str(tiny_data),
+        *TINY,
+        "--out",
+        str(tmp_path / "sw"),
+        "--jobs",
+        "2",
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     rows = list(csv.DictReader(open(tmp_path / "sw" / "sweep.csv")))
     assert [r["method.beta"] for r in rows] == ["0.5", "1"]
@@ -273,8 +408,15 @@ def test_slurm_launcher_through_submitits_local_executor(tmp_path, tiny_data, mo
     from simvae.cli import _grid_resolver
     from simvae.grid import make_grid, run_grid
 
-    common = ["--data-dir", str(tiny_data), *TINY[4:TINY.index("--no-estimate")],  # without dataset and epochs
-              "--decoder-max-epochs", "1", "--skip", "generation,style"]
+    common = [
+        "--data-dir",
+        str(tiny_data),
+        *TINY[4 : TINY.index("--no-estimate")],  # without dataset and epochs
+        "--decoder-max-epochs",
+        "1",
+        "--skip",
+        "generation,style",
+    ]
     grid = make_grid("reproduce", tmp_path / "g", "mnist", ["random"], [0], 1, {}, common, _grid_resolver())
     for k, v in cli_env().items():
         monkeypatch.setenv(k, v)

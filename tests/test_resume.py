@@ -22,11 +22,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY_EVAL_ARGS, cli_env, run_cli, run_cli_forked, simvae_cmd, tiny_train_args, tiny_train_config
 
-pytestmark = [pytest.mark.usefixtures("float32"),  # whatever the default dtype other test modules left
-              pytest.mark.slow]  # starts processes: its own CI step
+pytestmark = [
+    pytest.mark.usefixtures("float32"),  # whatever the default dtype other test modules left
+    pytest.mark.slow,
+]  # starts processes: its own CI step
 
 STEPS_PER_EPOCH = 8
 EPOCHS = 5
@@ -34,9 +35,24 @@ EVERY = 3
 
 
 def _train_args(data_dir: Path, out: Path) -> list[str]:
-    return ["train", *tiny_train_args(data_dir, "--out", str(out), "--no-eval", "--quiet", "--seed", "0",
-                                      "--checkpoint-every-steps", str(EVERY), subset=256, batch=32, views=2,
-                                      epochs=EPOCHS)]
+    return [
+        "train",
+        *tiny_train_args(
+            data_dir,
+            "--out",
+            str(out),
+            "--no-eval",
+            "--quiet",
+            "--seed",
+            "0",
+            "--checkpoint-every-steps",
+            str(EVERY),
+            subset=256,
+            batch=32,
+            views=2,
+            epochs=EPOCHS,
+        ),
+    ]
 
 
 def _load(path: Path):
@@ -56,10 +72,10 @@ def killed_and_resumed(tiny_data, tmp_path_factory):
     base = tmp_path_factory.mktemp("resume")
     run, run2 = base / "RUN", base / "RUN2"
     env = cli_env()
-    victim = subprocess.Popen(simvae_cmd(*_train_args(tiny_data, run)), env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    reference = subprocess.Popen(simvae_cmd(*_train_args(tiny_data, run2)), env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(simvae_cmd(*_train_args(tiny_data, run)), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reference = subprocess.Popen(
+        simvae_cmd(*_train_args(tiny_data, run2)), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         ckpt_path = run / "checkpoint.pt"
         seen = None
@@ -68,8 +84,10 @@ def killed_and_resumed(tiny_data, tmp_path_factory):
         while time.monotonic() < deadline:
             if victim.poll() is not None:
                 out, err = victim.communicate()
-                pytest.fail(f"the run ended (status {victim.returncode}) before it could be killed mid-epoch; "
-                            f"last checkpoint seen: {seen}; stderr: {err[-2000:]}")
+                pytest.fail(
+                    f"the run ended (status {victim.returncode}) before it could be killed mid-epoch; "
+                    f"last checkpoint seen: {seen}; stderr: {err[-2000:]}"
+                )
             try:
                 mtime = ckpt_path.stat().st_mtime_ns
             except FileNotFoundError:
@@ -104,14 +122,26 @@ def killed_and_resumed(tiny_data, tmp_path_factory):
     no_ckpt.mkdir()
     (no_ckpt / "config.json").write_text((run2 / "config.json").read_text())
     empty.mkdir()
-    after = run_cli_forked([
-        ["evaluate", str(run), "--quiet", *TINY_EVAL_ARGS],
-        ["train", "--resume", str(no_ckpt), "--no-eval", "--quiet"],
-        ["train", "--resume", str(empty), "--no-eval", "--quiet"],
-        ["train", "--resume", str(run2), "--lr", "3e-4", "--no-eval"],
-    ], cwd=base)
-    return {"run": run, "run2": run2, "at_kill": at_kill, "lines_at_kill": lines_at_kill, "resumed": resumed,
-            "evaluate": after[0], "errors": after[1:], "no_ckpt": no_ckpt, "empty": empty}
+    after = run_cli_forked(
+        [
+            ["evaluate", str(run), "--quiet", *TINY_EVAL_ARGS],
+            ["train", "--resume", str(no_ckpt), "--no-eval", "--quiet"],
+            ["train", "--resume", str(empty), "--no-eval", "--quiet"],
+            ["train", "--resume", str(run2), "--lr", "3e-4", "--no-eval"],
+        ],
+        cwd=base,
+    )
+    return {
+        "run": run,
+        "run2": run2,
+        "at_kill": at_kill,
+        "lines_at_kill": lines_at_kill,
+        "resumed": resumed,
+        "evaluate": after[0],
+        "errors": after[1:],
+        "no_ckpt": no_ckpt,
+        "empty": empty,
+    }
 
 
 def test_killed_mid_epoch(killed_and_resumed):
@@ -157,7 +187,7 @@ def test_metrics_log_has_one_line_per_epoch(killed_and_resumed):
     assert [r["epoch"] for r in ref] == list(range(1, EPOCHS + 1))
     # Lines written before the kill are kept as they were.
     at_kill = killed_and_resumed["lines_at_kill"]
-    assert lines[:len(at_kill)] == at_kill
+    assert lines[: len(at_kill)] == at_kill
     # Epochs run entirely after the resume log exactly the losses of the uninterrupted run.
     resumed_epoch = killed_and_resumed["at_kill"]["epoch"] + 1
     for got, want in zip(lines[resumed_epoch:], ref[resumed_epoch:]):
@@ -190,8 +220,7 @@ def test_evaluate_after_resume(killed_and_resumed):
 
 def test_resume_error_cases(killed_and_resumed):
     no_ckpt, empty = killed_and_resumed["no_ckpt"], killed_and_resumed["empty"]
-    expected = [(str(no_ckpt), "no checkpoint"), (str(empty), "no config.json"),
-                ("--lr", "--resume takes the run's own config")]
+    expected = [(str(no_ckpt), "no checkpoint"), (str(empty), "no config.json"), ("--lr", "--resume takes the run's own config")]
     for r, (where, what) in zip(killed_and_resumed["errors"], expected):
         assert r.returncode != 0, r
         assert len(r.stderr_lines) == 1, r.stderr

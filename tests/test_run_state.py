@@ -5,19 +5,26 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-
 from conftest import TINY_EVAL_ARGS, cli_env, run_cli, simvae_cmd, tiny_train_args
+
 from simvae.run_config import build_run_config
-from simvae.train import TrainingInterrupted, Trainer, extend_run, run_state, train
+from simvae.train import Trainer, TrainingInterrupted, extend_run, run_state, train
 
 
 def _cfg(data_dir, **train):
-    base = {"dataset": "mnist", "data_dir": str(data_dir), "download": False, "device": "cpu",
-            "train_subset": 64, "batch_size": 8, "epochs": 3, "seed": 0}
+    base = {
+        "dataset": "mnist",
+        "data_dir": str(data_dir),
+        "download": False,
+        "device": "cpu",
+        "train_subset": 64,
+        "batch_size": 8,
+        "epochs": 3,
+        "seed": 0,
+    }
     base.update(train)
     return build_run_config({"train": base, "method": {"n_views": 2}})
 
@@ -94,8 +101,7 @@ def test_unfinished_run_is_marked_in_metrics_report_and_warning(tiny_data, tmp_p
         trainer.fit(callbacks=[StopAfter(10)] + trainer.default_callbacks())
     r = run_cli("evaluate", str(out), *TINY_EVAL_ARGS)
     assert r.returncode == 0, r.stderr
-    assert any("did not finish training" in line and "epoch 1 + 2 steps (step 10) of 3 epochs" in line
-               for line in r.stderr_lines), r.stderr
+    assert any("did not finish training" in line and "epoch 1 + 2 steps (step 10) of 3 epochs" in line for line in r.stderr_lines), r.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["finished"] is False and metrics["model_epoch"] == 1 and metrics["model_step"] == 10
     assert metrics["epochs_planned"] == 3
@@ -105,8 +111,7 @@ def test_unfinished_run_is_marked_in_metrics_report_and_warning(tiny_data, tmp_p
 
 def test_resume_cli_says_where_and_finished(tiny_data, tmp_path):
     out = tmp_path / "run"
-    r = run_cli("train", *tiny_train_args(tiny_data, subset=64, batch=16, epochs=1), "--out", str(out), "--no-eval",
-                "--quiet")
+    r = run_cli("train", *tiny_train_args(tiny_data, subset=64, batch=16, epochs=1), "--out", str(out), "--no-eval", "--quiet")
     assert r.returncode == 0, r.stderr
     r = run_cli("train", "--resume", str(out))
     assert r.returncode == 0 and "is finished (1 of 1 epochs" in r.stderr and "--epochs N" in r.stderr, r.stderr
@@ -119,8 +124,7 @@ def test_resume_cli_says_where_and_finished(tiny_data, tmp_path):
 
 def test_overwrite_alone_reuses_the_folders_config(tiny_data, tmp_path):
     out = tmp_path / "run"
-    r = run_cli("train", *tiny_train_args(tiny_data, subset=64, batch=16, epochs=1), "--out", str(out), "--no-eval",
-                "--quiet")
+    r = run_cli("train", *tiny_train_args(tiny_data, subset=64, batch=16, epochs=1), "--out", str(out), "--no-eval", "--quiet")
     assert r.returncode == 0, r.stderr
     r = run_cli("train", "--out", str(out), "--overwrite", "--no-eval", "--quiet")
     assert r.returncode == 0, r.stderr

@@ -3,8 +3,8 @@
 import math
 
 import pytest
-
 from conftest import tiny_train_config
+
 from simvae.run_config import build_run_config
 from simvae.train import Trainer
 
@@ -19,7 +19,11 @@ def test_learning_rate_follows_the_schedule_and_reaches_adam(tiny_data, tmp_path
     if schedule == "constant":
         assert lrs[2:] == pytest.approx([1e-3] * (total - 2))
     else:
-        assert lrs[2] == pytest.approx(1e-3) and all(a > b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 5 / 6)))
+        assert (
+            lrs[2] == pytest.approx(1e-3)
+            and all(a > b for a, b in zip(lrs[2:], lrs[3:]))
+            and lrs[-1] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 5 / 6)))
+        )
     trainer.fit(callbacks=[])
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(lrs[-1])
 

@@ -29,8 +29,9 @@ def keep_threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("cores, others, expected", [
-    (2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 1.0, 1), (2, 3.0, 1), (1, 0.0, 1), (16, 3.2, 13), (16, 0.0, 16)])
+@pytest.mark.parametrize(
+    "cores, others, expected", [(2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 1.0, 1), (2, 3.0, 1), (1, 0.0, 1), (16, 3.2, 13), (16, 0.0, 16)]
+)
 def test_one_thread_per_core_left_free(cores, others, expected):
     assert hardware.threads_for(cores, others) == expected
 
@@ -79,8 +80,10 @@ def test_cpu_load_counts_other_processes_not_this_one(tmp_path, monkeypatch):
     hz = hardware._CLK_TCK
 
     def write(busy0, busy1, busy_elsewhere):  # user nice system idle iowait irq softirq steal
-        stat.write_text(f"cpu 0 0 0 0 0 0 0 0\ncpu0 {busy0} 0 0 500 0 0 0 0\ncpu1 {busy1} 0 0 500 0 0 0 0\n"
-                        f"cpu2 {busy_elsewhere} 0 0 0 0 0 0 0\nintr 0\n")
+        stat.write_text(
+            f"cpu 0 0 0 0 0 0 0 0\ncpu0 {busy0} 0 0 500 0 0 0 0\ncpu1 {busy1} 0 0 500 0 0 0 0\n"
+            f"cpu2 {busy_elsewhere} 0 0 0 0 0 0 0\nintr 0\n"
+        )
 
     monkeypatch.setattr(hardware, "PROC_STAT", str(stat))
     write(0, 0, 0)
@@ -137,13 +140,16 @@ def test_tuner_leaves_a_requested_count_alone(keep_threads):
 
 
 def test_wait_policy_is_set_before_torch_loads_and_the_users_choice_kept():
-    code = ("import os, sys, simvae.hardware as h; r = h.openmp_wait_policy(); "
-            "print(r, os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    code = (
+        "import os, sys, simvae.hardware as h; r = h.openmp_wait_policy(); "
+        "print(r, os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    )
     env = {k: v for k, v in cli_env().items() if k not in hardware.WAIT_POLICY_ENV}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["passive", "PASSIVE", "False"], out.stderr
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True, timeout=60
+    )
     assert out.stdout.startswith("OMP_WAIT_POLICY=ACTIVE (environment) ACTIVE"), out.stdout + out.stderr
 
 
@@ -156,6 +162,7 @@ def test_wait_policy_is_not_changed_once_torch_is_loaded(monkeypatch):
 
 
 # -- the training-time estimate ----------------------------------------------------------------
+
 
 def test_step_clock_leaves_out_warm_up_and_pauses():
     clock = StepClock(warmup=3, window_s=1000)
@@ -199,9 +206,17 @@ def test_estimate_skips_warm_up_and_is_revised_when_the_speed_changes(monkeypatc
     clock = FakeClock()
     monkeypatch.setattr(cb, "time", clock)
     steps_per_epoch, epochs = 1000, 2
-    trainer = FakeTrainer(steps_per_epoch=steps_per_epoch, run=SimpleNamespace(train=SimpleNamespace(epochs=epochs)),
-                          step=0, epoch=0, epoch_step=0, dist=SimpleNamespace(main=True), views_per_step=120,
-                          images_per_step=12, term_names={"loss"})
+    trainer = FakeTrainer(
+        steps_per_epoch=steps_per_epoch,
+        run=SimpleNamespace(train=SimpleNamespace(epochs=epochs)),
+        step=0,
+        epoch=0,
+        epoch_step=0,
+        dist=SimpleNamespace(main=True),
+        views_per_step=120,
+        images_per_step=12,
+        term_names={"loss"},
+    )
     stream = io.StringIO()
     progress = Progress(True, every_s=1e9, stream=stream)
     progress.on_train_start(trainer)

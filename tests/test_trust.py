@@ -58,18 +58,46 @@ def _copy(run: Path, to: Path) -> Path:
 
 # -- compare ------------------------------------------------------------------------------------------
 
+
 def _fake_run(folder: Path, method: str, knn: float, epochs: int, images: int, eval_name: str, quick: bool) -> Path:
     folder.mkdir(parents=True)
     ev = {"quick": quick, "probe_max_epochs": 50 if quick else 200, "seed": 0, "device": "auto", "map_points": 3000}
-    (folder / "metrics.json").write_text(json.dumps({
-        "method": method, "dataset": "fashion-mnist", "knn_acc": knn, "model_epoch": epochs, "model_epoch_step": 0,
-        "model_step": epochs * images // 12, "finished": True, "eval_name": eval_name, "eval_config": ev}))
-    (folder / "config.json").write_text(json.dumps({
-        "train": {"dataset": "fashion-mnist", "method": method, "epochs": epochs, "seed": 0, "views_per_step": 128,
-                  "batch_size": None, "train_subset": None if images == 60000 else images, "threads": 1},
-        "method": {}, "eval": ev}))
-    (folder / "train_summary.json").write_text(json.dumps({
-        "epochs": epochs, "steps": epochs * images // 12, "train_images": images, "views_per_step": 128}))
+    (folder / "metrics.json").write_text(
+        json.dumps(
+            {
+                "method": method,
+                "dataset": "fashion-mnist",
+                "knn_acc": knn,
+                "model_epoch": epochs,
+                "model_epoch_step": 0,
+                "model_step": epochs * images // 12,
+                "finished": True,
+                "eval_name": eval_name,
+                "eval_config": ev,
+            }
+        )
+    )
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "train": {
+                    "dataset": "fashion-mnist",
+                    "method": method,
+                    "epochs": epochs,
+                    "seed": 0,
+                    "views_per_step": 128,
+                    "batch_size": None,
+                    "train_subset": None if images == 60000 else images,
+                    "threads": 1,
+                },
+                "method": {},
+                "eval": ev,
+            }
+        )
+    )
+    (folder / "train_summary.json").write_text(
+        json.dumps({"epochs": epochs, "steps": epochs * images // 12, "train_images": images, "views_per_step": 128})
+    )
     return folder
 
 
@@ -83,13 +111,18 @@ def test_compare_marks_rows_trained_or_evaluated_unlike_the_others(tmp_path, cap
     assert simclr.startswith("| simclr†‡ | 1 | 64.2 |") and "| 1 | 250 | 3,000 | 128 | quick |" in simclr, md
     assert next(line for line in lines if line.startswith("| simvae")).startswith("| simvae | 1 | 82.4 |"), md
     assert "| 2 | 10,000 | 60,000 | 128 | full |" in md, md
-    assert "† training budget unlike the reference row's: simvae trained 2 epochs, 10,000 steps, 60,000 training " \
-           "images, 128 views per step; simclr 1 epoch, 250 steps, 3,000 training images" in md, md
-    assert "‡ evaluation unlike the reference row's: simvae was evaluated with full (the full protocol); simclr with " \
-           "quick (the quick preset)" in md, md
+    assert (
+        "† training budget unlike the reference row's: simvae trained 2 epochs, 10,000 steps, 60,000 training "
+        "images, 128 views per step; simclr 1 epoch, 250 steps, 3,000 training images" in md
+    ), md
+    assert (
+        "‡ evaluation unlike the reference row's: simvae was evaluated with full (the full protocol); simclr with "
+        "quick (the quick preset)" in md
+    ), md
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(err) == 1 and err[0].startswith("simvae: warning: simclr†‡ differs from the other rows in training "
-                                               "budget and evaluation settings"), err
+    assert len(err) == 1 and err[0].startswith(
+        "simvae: warning: simclr†‡ differs from the other rows in training budget and evaluation settings"
+    ), err
     rows = {r["label"]: r for r in __import__("csv").DictReader((tmp_path / "cmp" / "comparison.csv").open())}
     assert rows["simclr"]["knn_acc_se"] == "" and rows["simclr"]["comparable"] == "no: budget, evaluation"
     assert rows["simvae"]["comparable"] == "yes" and rows["simvae"]["eval_kind"] == "full"
@@ -122,12 +155,13 @@ def test_compare_says_a_missing_folder_is_missing(tmp_path, capsys):
 
 # -- messages -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("given, meant", [("--learning-rate", "--lr"), ("--batch", "--batch-size"),
-                                          ("--views", "--n-views"), ("--batch_size", "--batch-size")])
+
+@pytest.mark.parametrize(
+    "given, meant", [("--learning-rate", "--lr"), ("--batch", "--batch-size"), ("--views", "--n-views"), ("--batch_size", "--batch-size")]
+)
 def test_common_option_names_suggest_ours(capsys, given, meant):
     code, err = _main(capsys, "train", given, "3")
-    assert code == 2 and err == [f"simvae train: error: unrecognized option {given} (did you mean '{meant}'?); "
-                                 "see 'simvae train --help'"]
+    assert code == 2 and err == [f"simvae train: error: unrecognized option {given} (did you mean '{meant}'?); see 'simvae train --help'"]
 
 
 def test_a_mistyped_command_gets_a_suggestion(capsys):
@@ -144,11 +178,16 @@ def test_a_config_file_value_of_the_wrong_type_names_the_file(tmp_path, capsys):
 
 
 def test_counts_in_printed_lines_are_singular_or_plural():
-    assert (cli.plural(1, "epoch"), cli.plural(2, "epoch"), cli.plural(1, "process", "processes"),
-            cli.plural(4, "process", "processes")) == ("1 epoch", "2 epochs", "1 process", "4 processes")
+    assert (
+        cli.plural(1, "epoch"),
+        cli.plural(2, "epoch"),
+        cli.plural(1, "process", "processes"),
+        cli.plural(4, "process", "processes"),
+    ) == ("1 epoch", "2 epochs", "1 process", "4 processes")
 
 
 # -- degenerate representations ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["constant", "near-constant", "near-zero", "few-distinct"])
 def test_latent_map_refuses_degenerate_representations_before_tsne(tmp_path, monkeypatch, kind):
@@ -161,10 +200,12 @@ def test_latent_map_refuses_degenerate_representations_before_tsne(tmp_path, mon
 
     monkeypatch.setattr(sklearn.manifold, "TSNE", no_tsne)
     g = torch.Generator().manual_seed(0)
-    x = {"constant": torch.full((300, 10), 0.37),
-         "near-constant": 0.37 + 1e-9 * torch.randn(300, 10, generator=g, dtype=torch.float64),
-         "near-zero": 1e-7 * torch.randn(300, 10, generator=g),
-         "few-distinct": torch.randn(3, 10, generator=g).repeat(100, 1)}[kind]
+    x = {
+        "constant": torch.full((300, 10), 0.37),
+        "near-constant": 0.37 + 1e-9 * torch.randn(300, 10, generator=g, dtype=torch.float64),
+        "near-zero": 1e-7 * torch.randn(300, 10, generator=g),
+        "few-distinct": torch.randn(3, 10, generator=g).repeat(100, 1),
+    }[kind]
     with pytest.raises(ValueError, match="degenerate representations"):
         figures.latent_map(x, torch.arange(300) % 10, [str(i) for i in range(10)], tmp_path / "map.png")
     assert not (tmp_path / "map.png").exists()
@@ -188,16 +229,15 @@ simvae.evaluate_run(sys.argv[1], quiet=True, probe_max_epochs=3, probe_patience=
 
 def test_a_collapsed_encoder_gets_its_report_with_a_note(trained, tmp_path):
     run = _copy(trained, tmp_path / "run")
-    p = subprocess.run([sys.executable, "-c", _COLLAPSED, str(run)], env=cli_env(), capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run([sys.executable, "-c", _COLLAPSED, str(run)], env=cli_env(), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]  # before: t-SNE crashed the process (exit 139), no report
     report = (run / "report.md").read_text()
-    assert "figure 'Test representations, coloured by class' could not be drawn (ValueError: degenerate " \
-           "representations" in report, report
+    assert "figure 'Test representations, coloured by class' could not be drawn (ValueError: degenerate representations" in report, report
     assert not (run / "latent_map.png").exists()
 
 
 # -- failed writes ---------------------------------------------------------------------------------------
+
 
 def test_a_full_disk_at_a_checkpoint_ends_in_one_line_with_the_resume_command(trained, tmp_path, monkeypatch, capsys):
     data = json.loads((trained / "config.json").read_text())["train"]["data_dir"]
@@ -212,12 +252,12 @@ def test_a_full_disk_at_a_checkpoint_ends_in_one_line_with_the_resume_command(tr
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    code, err = _main(capsys, "train", *tiny_train_args(data, subset=128, batch=32, epochs=2), "--out", out,
-                      "--no-eval", "--quiet")
+    code, err = _main(capsys, "train", *tiny_train_args(data, subset=128, batch=32, epochs=2), "--out", out, "--no-eval", "--quiet")
     monkeypatch.setattr(os, "replace", real_replace)
     assert code == 2 and len(err) == 1, err
-    assert err[0].startswith(f"simvae: error: no space left on the device of {out} to write checkpoint.pt (") and \
-        err[0].endswith(f"the previous checkpoint.pt is kept; free some space; continue with 'simvae train --resume {out}'"), err
+    assert err[0].startswith(f"simvae: error: no space left on the device of {out} to write checkpoint.pt (") and err[0].endswith(
+        f"the previous checkpoint.pt is kept; free some space; continue with 'simvae train --resume {out}'"
+    ), err
     assert not list(out.glob(".*.tmp-*")), list(out.iterdir())
     from simvae.checkpoint import load_checkpoint
 
@@ -225,6 +265,7 @@ def test_a_full_disk_at_a_checkpoint_ends_in_one_line_with_the_resume_command(tr
 
 
 # -- two processes on one run folder ------------------------------------------------------------------------
+
 
 def _hold_lock(folder: Path):
     """The run folder's lock, held through a file descriptor of its own (as another process would)."""
@@ -242,8 +283,10 @@ def test_a_second_process_on_a_run_folder_is_refused_in_one_line(trained, tmp_pa
     fh = _hold_lock(run)
     try:
         code, err = _main(capsys, "train", "--resume", run, "--epochs", "2", "--no-eval", "--quiet")
-        assert code == 2 and err == [f"simvae: error: {run} is in use by process 4242 (simvae train, since "
-                                     "2026-12-04 10:00:00); wait for it to finish, or choose another --out"], err
+        assert code == 2 and err == [
+            f"simvae: error: {run} is in use by process 4242 (simvae train, since "
+            "2026-12-04 10:00:00); wait for it to finish, or choose another --out"
+        ], err
         code, err = _main(capsys, "evaluate", run, *TINY_EVAL_ARGS, "--quiet")
         assert code == 2 and len(err) == 1 and "is in use by process 4242" in err[0], err
         assert not (run / "metrics.json").exists()
@@ -258,8 +301,7 @@ def test_a_second_process_on_a_run_folder_is_refused_in_one_line(trained, tmp_pa
 def test_two_trainings_started_together_on_one_folder(tiny_data, tmp_path):
     out = tmp_path / "run"
     args = ["train", *tiny_train_args(tiny_data, subset=256, batch=8, epochs=3), "--out", str(out), "--no-eval", "--quiet"]
-    procs = [subprocess.Popen([sys.executable, "-m", "simvae", *args], env=cli_env(), stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-m", "simvae", *args], env=cli_env(), stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     codes = sorted(c for c, _ in results)
     assert codes == [0, 2], results
@@ -270,6 +312,7 @@ def test_two_trainings_started_together_on_one_folder(tiny_data, tmp_path):
 
 # -- resume --------------------------------------------------------------------------------------------
 
+
 def test_resume_refuses_a_run_folder_edited_since_its_checkpoint(trained, tmp_path, capsys):
     run = _copy(trained, tmp_path / "run")
     cfg = json.loads((run / "config.json").read_text())
@@ -277,15 +320,33 @@ def test_resume_refuses_a_run_folder_edited_since_its_checkpoint(trained, tmp_pa
     (run / "config.json").write_text(json.dumps(cfg))
     code, err = _main(capsys, "train", "--resume", run, "--epochs", "2", "--no-eval", "--quiet")
     assert code == 2 and len(err) == 1, err
-    assert "differs from the config its checkpoint was trained with" in err[0] and "method.prior_var 0.15 -> 1.0" in err[0] \
-        and "train.lr 8e-05 -> 0.01" in err[0], err
+    assert (
+        "differs from the config its checkpoint was trained with" in err[0]
+        and "method.prior_var 0.15 -> 1.0" in err[0]
+        and "train.lr 8e-05 -> 0.01" in err[0]
+    ), err
     assert not (run / "config_history.jsonl").exists()  # nothing recorded for a resume that did not run
 
 
 def test_resume_takes_options_that_do_not_change_the_experiment(trained, tmp_path, capsys):
     run = _copy(trained, tmp_path / "run")
-    code, err = _main(capsys, "train", "--resume", run, "--epochs", "2", "--threads", "1", "--device", "cpu",
-                      "--quick-eval", "--skip", "generation,style", "--no-eval", "--quiet")
+    code, err = _main(
+        capsys,
+        "train",
+        "--resume",
+        run,
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--quick-eval",
+        "--skip",
+        "generation,style",
+        "--no-eval",
+        "--quiet",
+    )
     assert code == 0, err
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["eval"]["quick"] is True and cfg["eval"]["skip"] == ["generation", "style"] and cfg["train"]["epochs"] == 2
@@ -296,23 +357,24 @@ def test_resume_takes_options_that_do_not_change_the_experiment(trained, tmp_pat
 
 def test_quick_eval_given_at_training_is_recorded_with_the_run(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
-    code, err = _main(capsys, "train", *tiny_train_args(tiny_data, subset=64, batch=32), "--out", out, "--quick-eval",
-                      "--no-eval", "--quiet")
+    code, err = _main(
+        capsys, "train", *tiny_train_args(tiny_data, subset=64, batch=32), "--out", out, "--quick-eval", "--no-eval", "--quiet"
+    )
     assert code == 0, err
     assert json.loads((out / "config.json").read_text())["eval"]["quick"] is True
 
 
 # -- evaluations side by side -------------------------------------------------------------------------------
 
+
 def test_evaluations_with_other_settings_are_kept_side_by_side(trained, tmp_path, capsys):
     run = _copy(trained, tmp_path / "run")
-    fast = TINY_EVAL_ARGS[:TINY_EVAL_ARGS.index("--map-points")] + TINY_EVAL_ARGS[TINY_EVAL_ARGS.index("--map-points") + 2:]
+    fast = TINY_EVAL_ARGS[: TINY_EVAL_ARGS.index("--map-points")] + TINY_EVAL_ARGS[TINY_EVAL_ARGS.index("--map-points") + 2 :]
     code, err = _main(capsys, "evaluate", run, *fast, "--map-points", "0", "--gen-samples", "200", "--quiet")
     assert code == 0, err
     full = json.loads((run / "metrics.json").read_text())["eval_name"]
     assert full.startswith("full-") and (run / "samples.png").is_file()
-    code, err = _main(capsys, "evaluate", run, "--quick-eval", "--skip", "generation", "--map-points", "0", "--quiet",
-                      "--device", "cpu")
+    code, err = _main(capsys, "evaluate", run, "--quick-eval", "--skip", "generation", "--map-points", "0", "--quiet", "--device", "cpu")
     assert code == 0, err
     assert {p.name for p in (run / "eval").iterdir()} == {full, "quick-skip-generation"}
     assert json.loads((run / "metrics.json").read_text())["eval_name"] == full  # the top stays the fuller one
@@ -323,15 +385,17 @@ def test_evaluations_with_other_settings_are_kept_side_by_side(trained, tmp_path
 
 # -- distributed runs ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("error", ["DistBackendError", "RuntimeError"])
-def test_a_distributed_run_whose_peer_died_ends_in_one_line_with_the_resume_command(trained, tmp_path, monkeypatch,
-                                                                                     capsys, error):
+def test_a_distributed_run_whose_peer_died_ends_in_one_line_with_the_resume_command(trained, tmp_path, monkeypatch, capsys, error):
     run = _copy(trained, tmp_path / "run")
     import torch.distributed as dist
 
     # what gloo raised in a process whose peer was killed (torch 2.14, CPU): a plain RuntimeError
-    text = ("[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:49820. "
-            "This is typically caused by a remote worker crashing.\nException raised from recvBytes ...")
+    text = (
+        "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:49820. "
+        "This is typically caused by a remote worker crashing.\nException raised from recvBytes ..."
+    )
 
     def lost_peer(args):
         args.run_dir, args.training_started = run, True
@@ -343,7 +407,8 @@ def test_a_distributed_run_whose_peer_died_ends_in_one_line_with_the_resume_comm
     code, err = _main(capsys, "train", "--resume", run)
     assert code == 1 and err == [
         f"simvae: error: process 1 of 2: another process of this distributed run stopped ({error}: "
-        f"{text.splitlines()[0][:200]}); continue with the same torchrun command and 'simvae train --resume {run}'"], err
+        f"{text.splitlines()[0][:200]}); continue with the same torchrun command and 'simvae train --resume {run}'"
+    ], err
 
 
 def test_other_runtime_errors_keep_their_traceback(monkeypatch, capsys):
@@ -362,8 +427,7 @@ SETUP = Path(__file__).resolve().parents[1] / "scripts" / "setup.sh"
 
 
 def _setup(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SETUP), *args], env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(["bash", str(SETUP), *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
 
 
 def test_setup_cpu_installs_from_the_cpu_index_where_it_answers(tmp_path):
@@ -381,8 +445,7 @@ def test_setup_cpu_installs_from_the_cpu_index_where_it_answers(tmp_path):
     finally:
         server.shutdown()
     assert r.returncode == 0, r.stderr
-    assert "the default (PyPI, with CUDA) takes about 5.6 GB in .venv; the CPU build (--cpu or SIMVAE_TORCH=cpu) " \
-           "about 1 GB" in r.stdout
+    assert "the default (PyPI, with CUDA) takes about 5.6 GB in .venv; the CPU build (--cpu or SIMVAE_TORCH=cpu) about 1 GB" in r.stdout
     assert f"would run: .venv/bin/pip install -q --index-url {index} torch==2.14.1 torchvision==0.29.1" in r.stdout, r.stdout
     assert "nothing was installed" in r.stdout
 
@@ -391,8 +454,10 @@ def test_setup_cpu_falls_back_to_the_default_build_in_one_line(tmp_path):
     r = _setup("--dry-run", SIMVAE_TORCH="cpu", SIMVAE_TORCH_INDEX="http://127.0.0.1:9/whl/cpu")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert "[setup] PyTorch's CPU wheel index http://127.0.0.1:9/whl/cpu cannot be reached: installing the default " \
-           "build from PyPI instead (about 5.6 GB)" in lines, r.stdout
+    assert (
+        "[setup] PyTorch's CPU wheel index http://127.0.0.1:9/whl/cpu cannot be reached: installing the default "
+        "build from PyPI instead (about 5.6 GB)" in lines
+    ), r.stdout
     assert "[setup] would run: .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1" in lines, r.stdout
     assert "--index-url" not in r.stdout
 

@@ -41,8 +41,11 @@ def covariance_by_hand(z):
 
 
 def two_view_by_hand(a, b, lam=25.0, mu=25.0, nu=1.0):
-    return (lam * invariance_by_hand(a, b) + mu * (variance_by_hand(a) + variance_by_hand(b)) / 2
-            + nu * (covariance_by_hand(a) + covariance_by_hand(b)))
+    return (
+        lam * invariance_by_hand(a, b)
+        + mu * (variance_by_hand(a) + variance_by_hand(b)) / 2
+        + nu * (covariance_by_hand(a) + covariance_by_hand(b))
+    )
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ import torch
 from simvae.evaluate.registry import Metric, register_evaluator
 
 
-@register_evaluator("nearest_mean", "target", applies_to=lambda t: t.role == "style",
-                    metrics=(Metric("nearest_mean_acc", "nearest class mean"),))
+@register_evaluator(
+    "nearest_mean", "target", applies_to=lambda t: t.role == "style", metrics=(Metric("nearest_mean_acc", "nearest class mean"),)
+)
 def nearest_mean(ctx, target, log):
     """Nearest class mean: the test image's class is that of the closest training class mean."""
     y = target.train

@@ -38,8 +38,9 @@ class JitterParams:
         return JitterParams(self.apply[rows], self.factors[rows], self.order[rows])
 
 
-def sample_jitter(n: int, strength: float, hue: float, p: float, generator: torch.Generator,
-                  device: torch.device | str = "cpu") -> JitterParams:
+def sample_jitter(
+    n: int, strength: float, hue: float, p: float, generator: torch.Generator, device: torch.device | str = "cpu"
+) -> JitterParams:
     apply = torch.rand(n, generator=generator, device=device) < p
     u = torch.rand(n, 4, generator=generator, device=device)
     lo = max(0.0, 1.0 - strength)
@@ -78,8 +79,7 @@ def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
     c = v - x.min(dim=1).values  # chroma
     safe_c = torch.where(c > 0, c, torch.ones_like(c))
     # hue sector by the largest channel (ties: red, then green, as the usual definition)
-    h = torch.where(argmax == 0, ((g - b) / safe_c) % 6,
-                    torch.where(argmax == 1, (b - r) / safe_c + 2, (r - g) / safe_c + 4))
+    h = torch.where(argmax == 0, ((g - b) / safe_c) % 6, torch.where(argmax == 1, (b - r) / safe_c + 2, (r - g) / safe_c + 4))
     h = torch.where(c > 0, h / 6, torch.zeros_like(h))
     s = torch.where(v > 0, c / torch.where(v > 0, v, torch.ones_like(v)), torch.zeros_like(v))
     return torch.stack([h, s, v], dim=1)

@@ -45,8 +45,15 @@ class ViewParams:
         return self.top.shape[0]
 
 
-def sample_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
-                      generator: torch.Generator, device: torch.device | str = "cpu"):
+def sample_crop_boxes(
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+):
     """torchvision's RandomResizedCrop.get_params, for ``n`` boxes at once.
 
     Each box tries ``ATTEMPTS`` draws of area ~ U(scale) * H * W and
@@ -85,8 +92,9 @@ def sample_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float
     return top, left, h, w
 
 
-def resize_matrices(start: torch.Tensor, length: torch.Tensor, size: int, reverse: torch.Tensor | None = None,
-                    dtype=torch.float32) -> torch.Tensor:
+def resize_matrices(
+    start: torch.Tensor, length: torch.Tensor, size: int, reverse: torch.Tensor | None = None, dtype=torch.float32
+) -> torch.Tensor:
     """Bilinear resampling of the interval [start, start + length) of a size-long axis to ``size`` samples.
 
     Returns R [n, size_out, size_in] with, for output o (taken from the far end when ``reverse``),

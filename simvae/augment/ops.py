@@ -22,8 +22,7 @@ from .spec import AugmentSpec
 
 
 class Augmentation(Protocol):
-    def make_params(self, n: int, image_hw: tuple[int, int], generator: torch.Generator,
-                    device: torch.device | str) -> Any: ...
+    def make_params(self, n: int, image_hw: tuple[int, int], generator: torch.Generator, device: torch.device | str) -> Any: ...
 
     def transform(self, x: torch.Tensor, params: Any) -> torch.Tensor: ...
 
@@ -94,8 +93,9 @@ class Pipeline:
     def __init__(self, ops: list):
         self.ops = list(ops)
 
-    def make_params(self, n: int, image_hw: tuple[int, int], generator: torch.Generator,
-                    device: torch.device | str = "cpu") -> PipelineParams:
+    def make_params(
+        self, n: int, image_hw: tuple[int, int], generator: torch.Generator, device: torch.device | str = "cpu"
+    ) -> PipelineParams:
         return PipelineParams(op.make_params(n, image_hw, generator, device) for op in self.ops)
 
     def __call__(self, images: torch.Tensor, params: PipelineParams) -> torch.Tensor:
@@ -116,15 +116,20 @@ def pipeline_for(spec: AugmentSpec, binarize: bool = False) -> Pipeline:
     return Pipeline(ops)
 
 
-def sample_view_params(n_images: int, n_views: int, image_hw: tuple[int, int], spec: AugmentSpec,
-                       generator: torch.Generator, device: torch.device | str = "cpu") -> ViewParams:
+def sample_view_params(
+    n_images: int,
+    n_views: int,
+    image_hw: tuple[int, int],
+    spec: AugmentSpec,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> ViewParams:
     """Independent crop, flip (and, where the data set has it, colour jitter) parameters for
     n_images * n_views views: the draws of ``pipeline_for(spec)``, in one ViewParams."""
     n = n_images * n_views
     params = CropFlip(spec.crop_scale, spec.crop_ratio, spec.vflip_p).make_params(n, image_hw, generator, device)
     if spec.jitter_p > 0:  # drawn after the geometry: grey data sets keep their random stream
-        params.jitter = ColourJitter(spec.jitter_strength, spec.jitter_hue, spec.jitter_p).make_params(
-            n, image_hw, generator, device)
+        params.jitter = ColourJitter(spec.jitter_strength, spec.jitter_hue, spec.jitter_p).make_params(n, image_hw, generator, device)
     return params
 
 

@@ -5,12 +5,37 @@ is its module plus one import line below.
 """
 
 from .base import ImageData
-from .registry import (COLOUR_AUGMENT, GREY_AUGMENT, NO_AUGMENT, DATASETS, AugmentSpec, DatasetSpec, Preset, dataset,
-                       load_dataset, preset, register_dataset)
+from .registry import (
+    COLOUR_AUGMENT,
+    DATASETS,
+    GREY_AUGMENT,
+    NO_AUGMENT,
+    AugmentSpec,
+    DatasetSpec,
+    Preset,
+    dataset,
+    load_dataset,
+    preset,
+    register_dataset,
+)
 from .targets import Target
+
 # isort: off
 from . import mnist, cifar, celeba, folder  # noqa: F401,E402  (registration, in the order data sets are listed)
 # isort: on
 
-__all__ = ["COLOUR_AUGMENT", "GREY_AUGMENT", "NO_AUGMENT", "DATASETS", "AugmentSpec", "DatasetSpec", "ImageData",
-           "Preset", "Target", "dataset", "load_dataset", "preset", "register_dataset"]
+__all__ = [
+    "COLOUR_AUGMENT",
+    "GREY_AUGMENT",
+    "NO_AUGMENT",
+    "DATASETS",
+    "AugmentSpec",
+    "DatasetSpec",
+    "ImageData",
+    "Preset",
+    "Target",
+    "dataset",
+    "load_dataset",
+    "preset",
+    "register_dataset",
+]

@@ -71,9 +71,11 @@ ALIGNED_SIZE = (178, 218)  # width, height of the aligned images
 CROP, SIZE = 148, 64
 CACHE_VERSION = 1  # bump when the cache's contents or preprocessing change
 CHUNK = image_cache.CHUNK  # images per task of the decoding pool
-HOW_TO_GET = (f"download img_align_celeba.zip, {ATTR_FILE} and {PARTITION_FILE} from the CelebA site "
-              "(mmlab.ie.cuhk.edu.hk/projects/CelebA.html), unzip the images next to the two text files "
-              f"and pass --data-dir DIR or set {DATA_DIR_ENV}=DIR")
+HOW_TO_GET = (
+    f"download img_align_celeba.zip, {ATTR_FILE} and {PARTITION_FILE} from the CelebA site "
+    "(mmlab.ie.cuhk.edu.hk/projects/CelebA.html), unzip the images next to the two text files "
+    f"and pass --data-dir DIR or set {DATA_DIR_ENV}=DIR"
+)
 
 
 @dataclass
@@ -95,14 +97,18 @@ class CelebAData(ImageData):
 
 # -- where the files are ---------------------------------------------------------------------
 
+
 def _image_dir(d: Path) -> Path:
     nested = d / IMG_DIR / IMG_DIR  # Kaggle's copy
     return nested if nested.is_dir() else d / IMG_DIR
 
 
 def _missing(d: Path) -> list[str]:
-    return [f"{IMG_DIR}/" if n == IMG_DIR else n for n in (IMG_DIR, ATTR_FILE, PARTITION_FILE)
-            if not ((d / n).is_dir() if n == IMG_DIR else (d / n).is_file())]
+    return [
+        f"{IMG_DIR}/" if n == IMG_DIR else n
+        for n in (IMG_DIR, ATTR_FILE, PARTITION_FILE)
+        if not ((d / n).is_dir() if n == IMG_DIR else (d / n).is_file())
+    ]
 
 
 def find_celeba(dirs: list[Path]) -> Path | None:
@@ -117,17 +123,25 @@ def find_celeba(dirs: list[Path]) -> Path | None:
 def _not_found(dirs: list[Path], explicit: bool, download: bool) -> DataError:
     cands = [c for d in dirs for c in (d, d / "celeba")]
     if not cands:
-        return DataError(f"celeba not found: no folder to look in (pass --data-dir DIR or set {DATA_DIR_ENV}); "
-                         f"{HOW_TO_GET}")
+        return DataError(f"celeba not found: no folder to look in (pass --data-dir DIR or set {DATA_DIR_ENV}); {HOW_TO_GET}")
     closest = min(cands, key=lambda c: len(_missing(c)))
     others = [str(c) for c in cands if c != closest]
-    note = ("an explicit --data-dir is used as it is" if explicit else
-            "CelebA is never downloaded: its Google Drive copy is unreliable" if download else "download disabled")
-    return DataError(f"celeba not found: {closest} lacks {', '.join(_missing(closest))} ({note})"
-                     + (f"; also looked in {', '.join(others)}" if others else "") + f"; {HOW_TO_GET}")
+    note = (
+        "an explicit --data-dir is used as it is"
+        if explicit
+        else "CelebA is never downloaded: its Google Drive copy is unreliable"
+        if download
+        else "download disabled"
+    )
+    return DataError(
+        f"celeba not found: {closest} lacks {', '.join(_missing(closest))} ({note})"
+        + (f"; also looked in {', '.join(others)}" if others else "")
+        + f"; {HOW_TO_GET}"
+    )
 
 
 # -- the text files ---------------------------------------------------------------------------
+
 
 def _lines(path: Path):
     """(line number, stripped text) of the non-empty lines of ``path``."""
@@ -150,16 +164,17 @@ def read_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray, list[
         n_line, count_text = next(lines)
         n_line, header = next(lines)
     except StopIteration:
-        raise DataError(f"{path}: the file is empty or has no attribute names (line 2); expected the image count, "
-                        "the 40 attribute names, then one line per image") from None
+        raise DataError(
+            f"{path}: the file is empty or has no attribute names (line 2); expected the image count, "
+            "the 40 attribute names, then one line per image"
+        ) from None
     try:
         count = int(count_text)
     except ValueError:
         raise DataError(f"{path} line 1: '{count_text[:40]}' is not the number of images") from None
     names = header.split()
     if len(names) != N_ATTR_NAMES or len(set(names)) != N_ATTR_NAMES:
-        raise DataError(f"{path} line {n_line}: {len(set(names))} distinct attribute names, expected CelebA's "
-                        f"{N_ATTR_NAMES}")
+        raise DataError(f"{path} line {n_line}: {len(set(names))} distinct attribute names, expected CelebA's {N_ATTR_NAMES}")
     lacking = [a for a in (GENDER_ATTR, *HAIR_ATTRS) if a not in names]
     if lacking:
         raise DataError(f"{path} line {n_line}: no attribute {', '.join(lacking)}; is this CelebA's attribute file?")
@@ -183,8 +198,9 @@ def read_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray, list[
         line_nos.append(i)
         rows.append(vals)
     if count != len(files):
-        raise DataError(f"{path} line 1: says {count} images but the file lists {len(files)}; the file is truncated "
-                        "or damaged: download it again")
+        raise DataError(
+            f"{path} line 1: says {count} images but the file lists {len(files)}; the file is truncated or damaged: download it again"
+        )
     values = (np.array(rows, dtype="<U2") == "1").astype(np.int8) if rows else np.zeros((0, N_ATTR_NAMES), np.int8)
     return names, files, values, line_nos
 
@@ -206,17 +222,19 @@ def read_partition(path: Path, files: list[str], attr_path: Path, attr_lines: li
         line_of[name] = i
         k = index.get(name)
         if k is None:
-            raise DataError(f"{path} line {i}: {name} is not in {attr_path}; the two files must come from the same "
-                            "CelebA release")
+            raise DataError(f"{path} line {i}: {name} is not in {attr_path}; the two files must come from the same CelebA release")
         part[k] = int(parts[1])
     absent = np.flatnonzero(part < 0)
     if absent.size:
-        raise DataError(f"{attr_path}: {absent.size} images have no partition in {path}, the first {files[absent[0]]} "
-                        f"(line {attr_lines[absent[0]]}); the two files must come from the same CelebA release")
+        raise DataError(
+            f"{attr_path}: {absent.size} images have no partition in {path}, the first {files[absent[0]]} "
+            f"(line {attr_lines[absent[0]]}); the two files must come from the same CelebA release"
+        )
     return part
 
 
 # -- images and the cache ---------------------------------------------------------------------
+
 
 def _read_face(path: str) -> np.ndarray:
     """One aligned face: uint8 [3, 64, 64], centre 148 x 148 crop resized with Pillow's
@@ -225,8 +243,7 @@ def _read_face(path: str) -> np.ndarray:
 
     with Image.open(path) as im:
         if im.size != ALIGNED_SIZE:
-            raise ValueError(f"is {im.size[0]}x{im.size[1]}, expected {ALIGNED_SIZE[0]}x{ALIGNED_SIZE[1]} "
-                             f"({IMG_DIR})")
+            raise ValueError(f"is {im.size[0]}x{im.size[1]}, expected {ALIGNED_SIZE[0]}x{ALIGNED_SIZE[1]} ({IMG_DIR})")
         left, top = (im.size[0] - CROP) // 2, (im.size[1] - CROP) // 2
         im = im.convert("RGB").crop((left, top, left + CROP, top + CROP))
         arr = np.asarray(im.resize((SIZE, SIZE), Image.Resampling.BILINEAR), dtype=np.uint8)
@@ -266,18 +283,34 @@ def build_cache(root: Path, img_dir: Path, present: set[str], images_path: Path,
     attrs, partition = attrs[order], partition[order]
     missing = [img_dir / f for f in files if f not in present]
     if missing:
-        raise DataError(f"celeba: {len(missing)} of the {len(files)} images listed in {root / ATTR_FILE} are missing "
-                        f"from {img_dir}: {', '.join(map(str, missing[:3]))}{', ...' if len(missing) > 3 else ''}; "
-                        "unzip img_align_celeba.zip again")
-    bad = image_cache.decode_into(images_path, [str(img_dir / f) for f in files], _read_face, (3, SIZE, SIZE),
-                                  f"celeba: {SIZE}x{SIZE} cache (once)", progress, chunk=CHUNK, workers=_n_workers())
+        raise DataError(
+            f"celeba: {len(missing)} of the {len(files)} images listed in {root / ATTR_FILE} are missing "
+            f"from {img_dir}: {', '.join(map(str, missing[:3]))}{', ...' if len(missing) > 3 else ''}; "
+            "unzip img_align_celeba.zip again"
+        )
+    bad = image_cache.decode_into(
+        images_path,
+        [str(img_dir / f) for f in files],
+        _read_face,
+        (3, SIZE, SIZE),
+        f"celeba: {SIZE}x{SIZE} cache (once)",
+        progress,
+        chunk=CHUNK,
+        workers=_n_workers(),
+    )
     if bad:
         raise DataError(f"celeba: {image_cache.describe_bad(bad, len(files))}; replace them from img_align_celeba.zip")
-    return {"attrs": attrs, "partition": partition, "attr_names": np.array(names), "files": np.array(files),
-            "n_train": np.int64((partition != 2).sum())}
+    return {
+        "attrs": attrs,
+        "partition": partition,
+        "attr_names": np.array(names),
+        "files": np.array(files),
+        "n_train": np.int64((partition != 2).sum()),
+    }
 
 
 # -- targets ----------------------------------------------------------------------------------
+
 
 def select_attributes(names: list[str], values: np.ndarray) -> list[str]:
     """The balance rule: of the attributes other than Male and the five hair colours, those whose
@@ -287,8 +320,7 @@ def select_attributes(names: list[str], values: np.ndarray) -> list[str]:
         return []
     pos = values.mean(0)
     minority = np.minimum(pos, 1 - pos)
-    cands = [j for j, n in enumerate(names)
-             if n not in (GENDER_ATTR, *HAIR_ATTRS) and minority[j] >= ATTR_MIN_MINORITY]
+    cands = [j for j, n in enumerate(names) if n not in (GENDER_ATTR, *HAIR_ATTRS) and minority[j] >= ATTR_MIN_MINORITY]
     kept = sorted(cands, key=lambda j: (-minority[j], j))[:N_ATTRS]
     return [names[j] for j in sorted(kept)]
 
@@ -321,17 +353,25 @@ def load_celeba(data_dir=None, binarize: bool = False, download: bool = True) ->
     img_dir = _image_dir(root)
     key, present = source_key(root, img_dir)
     entry = image_cache.CacheEntry("celeba", f"{SIZE}-{key}")
-    cached = entry.get(lambda tmp: build_cache(root, img_dir, present, tmp, progress=sys.stderr.isatty()),
-                       source=str(root.resolve()), validate=_valid)
+    cached = entry.get(
+        lambda tmp: build_cache(root, img_dir, present, tmp, progress=sys.stderr.isatty()), source=str(root.resolve()), validate=_valid
+    )
     images, meta = cached
     names, n_train = [str(a) for a in meta["attr_names"]], int(meta["n_train"])
     gender, style = _targets(names, meta["attrs"], meta["partition"], n_train)
     x = image_cache.as_tensor(images)
     y = torch.from_numpy(gender)
-    targets = [Target(name, torch.from_numpy(v[:n_train]), torch.from_numpy(v[n_train:]), k, "style", cls)
-               for name, v, k, cls in style]
-    return CelebAData("celeba", x[:n_train], y[:n_train], x[n_train:], y[n_train:], list(CLASSES),
-                      source=f"{root} (64x64 cache {entry.images_path})", style_targets=targets)
+    targets = [Target(name, torch.from_numpy(v[:n_train]), torch.from_numpy(v[n_train:]), k, "style", cls) for name, v, k, cls in style]
+    return CelebAData(
+        "celeba",
+        x[:n_train],
+        y[:n_train],
+        x[n_train:],
+        y[n_train:],
+        list(CLASSES),
+        source=f"{root} (64x64 cache {entry.images_path})",
+        style_targets=targets,
+    )
 
 
 register_dataset(DatasetSpec("celeba", load_celeba, COLOUR_CONV, (3, 64, 64), CLASSES, HOW_TO_GET))

@@ -39,6 +39,5 @@ def check_counts(n_images: int, n_labels: int, images_path: str | Path, labels_p
     Raises DataError naming both files and both counts."""
     if n_images != n_labels:
         raise DataError(
-            f"{images_path} holds {n_images} images but {labels_path} holds {n_labels} labels; "
-            "the two files must come from the same split"
+            f"{images_path} holds {n_images} images but {labels_path} holds {n_labels} labels; the two files must come from the same split"
         )

@@ -38,8 +38,10 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 PY_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 FOLDER_CACHE_VERSION = 1  # bump when the image folders' cache changes
-HOW_TO_GET = ("put cifar-10-batches-py/ (the python version) or train/ and test/ class folders of images in a folder "
-              "and pass --data-dir DIR (torchvision downloads the python version where a network exists)")
+HOW_TO_GET = (
+    "put cifar-10-batches-py/ (the python version) or train/ and test/ class folders of images in a folder "
+    "and pass --data-dir DIR (torchvision downloads the python version where a network exists)"
+)
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -50,8 +52,9 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise DataError(f"{path} is missing; the CIFAR-10 python version has data_batch_1..5 and test_batch") from None
     except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError, AttributeError) as e:
-        raise DataError(f"cannot read {path}: {type(e).__name__} ({e}); the file is damaged or not a CIFAR-10 "
-                        "batch: download it again") from None
+        raise DataError(
+            f"cannot read {path}: {type(e).__name__} ({e}); the file is damaged or not a CIFAR-10 batch: download it again"
+        ) from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(f"{path}: data has shape {data.shape}, expected N x 3072 (32 x 32 RGB)")
     check_counts(data.shape[0], labels.shape[0], path, path)
@@ -66,8 +69,7 @@ def read_python_version(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch
     test_x, test_y = _read_batch(folder / "test_batch")
     for y, name in ((train_y, "data_batch_*"), (test_y, "test_batch")):
         check_labels(torch.from_numpy(y), len(CLASSES), folder / name, "cifar10")
-    return (torch.from_numpy(train_x.copy()), torch.from_numpy(train_y), torch.from_numpy(test_x.copy()),
-            torch.from_numpy(test_y))
+    return (torch.from_numpy(train_x.copy()), torch.from_numpy(train_y), torch.from_numpy(test_x.copy()), torch.from_numpy(test_y))
 
 
 def _read_image(path: str) -> np.ndarray:
@@ -93,21 +95,22 @@ def read_image_folders(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch.
     classes, items, skipped = image_cache.split_classes(folder)
     if len(classes) != len(CLASSES):
         note = f"; skipped {skipped.describe()}" if skipped.describe() else ""
-        raise DataError(f"{folder / 'train'} holds {len(classes)} class folders with images ({', '.join(classes[:4])}"
-                        f"{', ...' if len(classes) > 4 else ''}), expected CIFAR-10's 10{note}")
+        raise DataError(
+            f"{folder / 'train'} holds {len(classes)} class folders with images ({', '.join(classes[:4])}"
+            f"{', ...' if len(classes) > 4 else ''}), expected CIFAR-10's 10{note}"
+        )
     pairs = items["train"] + items["test"]
     files = [p for p, _ in pairs]
-    key = image_cache.source_key(f"cifar10 folders v{FOLDER_CACHE_VERSION} 32x32",
-                                 image_cache.file_stats(folder, files))
+    key = image_cache.source_key(f"cifar10 folders v{FOLDER_CACHE_VERSION} 32x32", image_cache.file_stats(folder, files))
 
     def build(tmp: Path) -> dict:
         paths = [str(folder / p) for p in files]
-        bad = image_cache.decode_into(tmp, paths, _read_image, (3, 32, 32), "cifar10: image cache (once)",
-                                      sys.stderr.isatty())
+        bad = image_cache.decode_into(tmp, paths, _read_image, (3, 32, 32), "cifar10: image cache (once)", sys.stderr.isatty())
         if bad:
             (p, why), more = bad[0], len(bad) - 1
-            raise DataError(f"cannot decode image {p}: {why}" + (f" (and {more} more)" if more else "")
-                            + "; the file is damaged: replace or remove it")
+            raise DataError(
+                f"cannot decode image {p}: {why}" + (f" (and {more} more)" if more else "") + "; the file is damaged: replace or remove it"
+            )
         return {}
 
     images, _ = image_cache.CacheEntry("cifar10", key).get(build, source=str(folder.resolve()))
@@ -154,10 +157,17 @@ def load_cifar10(data_dir=None, binarize: bool = False, download: bool = True):
         found = find_cifar([fetched]) if fetched is not None else None
     if found is None:
         where = ", ".join(str(d) for d in dirs) or "(no folder: pass --data-dir)"
-        note = ("not downloaded: an explicit --data-dir is used as it is" if explicit else
-                "download disabled" if not download else "download failed, or SIMVAE_OFFLINE is set")
-        raise DataError(f"cifar10 not found in {where}: no {PY_DIR}/ (data_batch_1..5, test_batch) and no train/ "
-                        f"and test/ class folders ({note}); {HOW_TO_GET}")
+        note = (
+            "not downloaded: an explicit --data-dir is used as it is"
+            if explicit
+            else "download disabled"
+            if not download
+            else "download failed, or SIMVAE_OFFLINE is set"
+        )
+        raise DataError(
+            f"cifar10 not found in {where}: no {PY_DIR}/ (data_batch_1..5, test_batch) and no train/ "
+            f"and test/ class folders ({note}); {HOW_TO_GET}"
+        )
     kind, path = found
     if kind == "python":
         train_x, train_y, test_x, test_y = read_python_version(path)

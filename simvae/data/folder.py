@@ -59,8 +59,10 @@ from .registry import COLOUR_AUGMENT, GREY_AUGMENT, DatasetSpec, Preset, registe
 SIZES = (28, 32, 64)
 SPLIT_SEED = 0  # the seeded split and the training order; fixed, so every run of a folder sees the same split
 CACHE_VERSION = 1  # bump when the cache's contents or preprocessing change
-HOW_TO_GET = (f"put image files in a folder, in one sub-folder per class or all in the folder itself (optionally inside "
-              f"train/ and test/), and pass --data-dir DIR or set {DATA_DIR_ENV}=DIR")
+HOW_TO_GET = (
+    f"put image files in a folder, in one sub-folder per class or all in the folder itself (optionally inside "
+    f"train/ and test/), and pass --data-dir DIR or set {DATA_DIR_ENV}=DIR"
+)
 _GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
 
@@ -76,6 +78,7 @@ def folder_preset(shape: tuple[int, int, int]) -> Preset:
 
 
 # -- one image ---------------------------------------------------------------------------------
+
 
 def _is_colour(im) -> bool:
     if im.mode in _GREY_MODES:
@@ -136,6 +139,7 @@ def read_image(path: str, size: int, channels: int) -> np.ndarray:
 
 # -- the folder's files ------------------------------------------------------------------------
 
+
 @dataclass
 class FolderScan:
     """The image files of a folder: paths relative to it (sorted), their class index and split."""
@@ -155,15 +159,13 @@ def scan_folder(root: Path) -> FolderScan:
     has_train, has_test = (root / "train").is_dir(), (root / "test").is_dir()
     if has_train != has_test:
         there, missing = ("train", "test") if has_train else ("test", "train")
-        raise DataError(f"{root} has {there}/ but no {missing}/; give both (the split used as it is) or neither "
-                        "(a seeded split is made)")
+        raise DataError(f"{root} has {there}/ but no {missing}/; give both (the split used as it is) or neither (a seeded split is made)")
     if has_train:
         skipped = Skipped()
         for e in sorted(os.scandir(root), key=lambda e: e.name):
             if e.name in ("train", "test"):
                 continue
-            (skipped.hidden if image_cache.is_hidden(e.name) else skipped.not_images).append(
-                e.name + ("/" if e.is_dir() else ""))
+            (skipped.hidden if image_cache.is_hidden(e.name) else skipped.not_images).append(e.name + ("/" if e.is_dir() else ""))
         scans = {s: image_cache.scan_image_tree(root / s) for s in ("train", "test")}
         if any(classes for classes, _, _ in scans.values()):
             classes, items, sk = image_cache.split_classes(root)
@@ -179,18 +181,28 @@ def scan_folder(root: Path) -> FolderScan:
     else:
         found, loose, skipped = image_cache.scan_image_tree(root)
         if found and loose:
-            raise DataError(f"{root} holds {len(loose)} images beside its class folders ({loose[0]}, ...); move them "
-                            "into a class folder, or the class folders' images into the folder")
+            raise DataError(
+                f"{root} holds {len(loose)} images beside its class folders ({loose[0]}, ...); move them "
+                "into a class folder, or the class folders' images into the folder"
+            )
         if not found and not loose:
-            raise DataError(f"{root} holds no images" + (f" (skipped: {skipped.describe()})" if skipped.describe() else "")
-                            + f"; {HOW_TO_GET}")
+            raise DataError(
+                f"{root} holds no images" + (f" (skipped: {skipped.describe()})" if skipped.describe() else "") + f"; {HOW_TO_GET}"
+            )
         classes = sorted(found)
         pairs = sorted([(p, c, 2) for c, name in enumerate(classes) for p in found[name]] + [(p, 0, 2) for p in loose])
-    return FolderScan(root, [p for p, _, _ in pairs], np.array([c for _, c, _ in pairs], dtype=np.int64), classes,
-                      np.array([s for _, _, s in pairs], dtype=np.uint8), skipped)
+    return FolderScan(
+        root,
+        [p for p, _, _ in pairs],
+        np.array([c for _, c, _ in pairs], dtype=np.int64),
+        classes,
+        np.array([s for _, _, s in pairs], dtype=np.uint8),
+        skipped,
+    )
 
 
 # -- decoding, once ----------------------------------------------------------------------------
+
 
 def _probe_all(scan: FolderScan, stats: list, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """(shorter sides int32 [N], -1 where unreadable; colour bool [N]) of every image, from their
@@ -210,8 +222,18 @@ def _probe_all(scan: FolderScan, stats: list, progress: bool) -> tuple[np.ndarra
 
     paths = [str(scan.root / p) for p in scan.files]
     with ThreadPoolExecutor(max_workers=min(8, image_cache.n_workers() * 2)) as pool:
-        found = list(tqdm(pool.map(probe, paths, chunksize=64), total=len(paths), desc="folder: reading image sizes",
-                          unit="img", file=sys.stderr, disable=not progress, leave=False, mininterval=0.5))
+        found = list(
+            tqdm(
+                pool.map(probe, paths, chunksize=64),
+                total=len(paths),
+                desc="folder: reading image sizes",
+                unit="img",
+                file=sys.stderr,
+                disable=not progress,
+                leave=False,
+                mininterval=0.5,
+            )
+        )
     side = np.array([s for s, _ in found], dtype=np.int32)
     colour = np.array([c for _, c in found], dtype=bool)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -254,21 +276,29 @@ class FolderImages:
 
     def summary(self) -> str:
         """The one line said at load: images, classes, size, what was skipped."""
-        kinds = (f"{len(self.classes)} classes" if self.has_labels else
-                 f"one class folder ({self.classes[0]}): no labels" if self.classes else "no class folders: no labels")
-        line = (f"folder: {len(self.files)} images in {self.root} ({kinds}), {self.image_size}x{self.image_size} "
-                f"{'grey' if self.channels == 1 else 'colour'}")
+        kinds = (
+            f"{len(self.classes)} classes"
+            if self.has_labels
+            else f"one class folder ({self.classes[0]}): no labels"
+            if self.classes
+            else "no class folders: no labels"
+        )
+        line = (
+            f"folder: {len(self.files)} images in {self.root} ({kinds}), {self.image_size}x{self.image_size} "
+            f"{'grey' if self.channels == 1 else 'colour'}"
+        )
         skipped = self.skipped.describe()
         if self.bad:
             shown = "; ".join(f"{p} ({why})" for p, why in self.bad[:3])
-            skipped = (skipped + ", " if skipped else "") + (f"{len(self.bad)} unreadable image"
-                                                             f"{'s' if len(self.bad) > 1 else ''}: {shown}"
-                                                             f"{'; ...' if len(self.bad) > 3 else ''}")
+            skipped = (skipped + ", " if skipped else "") + (
+                f"{len(self.bad)} unreadable image{'s' if len(self.bad) > 1 else ''}: {shown}{'; ...' if len(self.bad) > 3 else ''}"
+            )
         return line + (f"; skipped {skipped}" if skipped else "")
 
 
-def read_folder(data_dir, image_size: int | None = None, channels: int | None = None, strict: bool = False,
-                progress: bool | None = None) -> FolderImages:
+def read_folder(
+    data_dir, image_size: int | None = None, channels: int | None = None, strict: bool = False, progress: bool | None = None
+) -> FolderImages:
     """Scan ``data_dir`` (or ``$SIMVAE_DATA_DIR``) and decode every image (module docstring), through
     the cache. ``image_size`` 28 | 32 | 64 and ``channels`` 1 | 3 (None: from the images);
     ``progress`` None: a bar when stderr is a terminal. Raises DataError for no folder, a layout
@@ -298,16 +328,27 @@ def read_folder(data_dir, image_size: int | None = None, channels: int | None = 
 
     def build(tmp: Path) -> dict:
         paths = [str(root / p) for p in scan.files]
-        bad = image_cache.decode_into(tmp, paths, partial(read_image, size=image_size, channels=channels), shape,
-                                      f"folder: {image_size}x{image_size} cache (once)", progress, stop_on_bad=strict)
+        bad = image_cache.decode_into(
+            tmp,
+            paths,
+            partial(read_image, size=image_size, channels=channels),
+            shape,
+            f"folder: {image_size}x{image_size} cache (once)",
+            progress,
+            stop_on_bad=strict,
+        )
         prefix = str(root) + os.sep
-        bad = [(p[len(prefix):] if p.startswith(prefix) else p, why) for p, why in bad]
+        bad = [(p[len(prefix) :] if p.startswith(prefix) else p, why) for p, why in bad]
         if bad and strict:
-            raise DataError(f"folder: {image_cache.describe_bad([(str(root / p), w) for p, w in bad], len(paths))} "
-                            "(--strict); replace or remove them, or drop --strict to skip them")
+            raise DataError(
+                f"folder: {image_cache.describe_bad([(str(root / p), w) for p, w in bad], len(paths))} "
+                "(--strict); replace or remove them, or drop --strict to skip them"
+            )
         if len(bad) == len(paths):
-            raise DataError(f"folder: none of the {len(paths)} images in {root} can be read: "
-                            f"{image_cache.describe_bad([(str(root / p), w) for p, w in bad], len(paths))}")
+            raise DataError(
+                f"folder: none of the {len(paths)} images in {root} can be read: "
+                f"{image_cache.describe_bad([(str(root / p), w) for p, w in bad], len(paths))}"
+            )
         if bad:
             dropped = {p for p, _ in bad}
             image_cache.compact(tmp, np.array([i for i, p in enumerate(scan.files) if p not in dropped], dtype=np.int64))
@@ -316,19 +357,33 @@ def read_folder(data_dir, image_size: int | None = None, channels: int | None = 
     images, meta = entry.get(build, source=f"{root.resolve()} {header}")
     bad = list(zip(map(str, meta["bad_paths"]), map(str, meta["bad_reasons"])))
     if bad and strict:
-        raise DataError(f"folder: {image_cache.describe_bad([(str(root / p), w) for p, w in bad], len(scan.files))} "
-                        "(--strict); replace or remove them, or drop --strict to skip them")
+        raise DataError(
+            f"folder: {image_cache.describe_bad([(str(root / p), w) for p, w in bad], len(scan.files))} "
+            "(--strict); replace or remove them, or drop --strict to skip them"
+        )
     keep = np.ones(len(scan.files), dtype=bool)
     if bad:
         dropped = {p for p, _ in bad}
         keep = np.array([p not in dropped for p in scan.files], dtype=bool)
     if len(images) != int(keep.sum()):
         raise DataError(f"the image cache {entry.images_path} does not match {root}; delete it and load again")
-    return FolderImages(root, images, [p for p, k in zip(scan.files, keep) if k], scan.labels[keep], scan.split[keep],
-                        scan.classes, scan.skipped, bad, image_size, channels, entry.images_path)
+    return FolderImages(
+        root,
+        images,
+        [p for p, k in zip(scan.files, keep) if k],
+        scan.labels[keep],
+        scan.split[keep],
+        scan.classes,
+        scan.skipped,
+        bad,
+        image_size,
+        channels,
+        entry.images_path,
+    )
 
 
 # -- groups ------------------------------------------------------------------------------------
+
 
 def read_groups(path, root: Path, files: list[str], bad: set[str]) -> tuple[np.ndarray, list[str], int]:
     """(group index int64 [N] of each of ``files`` (-1: in no group), group names, members dropped
@@ -350,8 +405,10 @@ def read_groups(path, root: Path, files: list[str], bad: set[str]) -> tuple[np.n
     cols = [c.strip() for c in header]
     for need in ("path", "group"):
         if need not in cols:
-            raise DataError(f"groups file {path} line {rows[0][0]}: no column '{need}' (columns: {', '.join(cols)}); the "
-                            "header must name the columns path and group")
+            raise DataError(
+                f"groups file {path} line {rows[0][0]}: no column '{need}' (columns: {', '.join(cols)}); the "
+                "header must name the columns path and group"
+            )
     if not body:
         raise DataError(f"groups file {path} lists no images (only its header)")
     pc, gc = cols.index("path"), cols.index("group")
@@ -382,15 +439,22 @@ def read_groups(path, root: Path, files: list[str], bad: set[str]) -> tuple[np.n
         i = index.get(rel)
         if i is None:
             full = root / rel
-            why = ("does not exist" if not full.exists() else
-                   "is hidden" if any(image_cache.is_hidden(part) for part in rel.split("/")) else
-                   "is not an image file" if not image_cache.is_image_name(rel) else "is not a training image")
+            why = (
+                "does not exist"
+                if not full.exists()
+                else "is hidden"
+                if any(image_cache.is_hidden(part) for part in rel.split("/"))
+                else "is not an image file"
+                if not image_cache.is_image_name(rel)
+                else "is not a training image"
+            )
             raise DataError(f"groups file {path} line {line}: {full} {why}; paths are relative to --data-dir {root}")
         group[i] = names.setdefault(name, len(names))
     return group, list(names), dropped
 
 
 # -- the split ---------------------------------------------------------------------------------
+
 
 def seeded_split(labels: np.ndarray, units: list[np.ndarray], test_fraction: float, describe_class) -> np.ndarray:
     """Test mask bool [N] of a split that keeps each unit (an array of image indices: a group, or
@@ -407,8 +471,10 @@ def seeded_split(labels: np.ndarray, units: list[np.ndarray], test_fraction: flo
         us = by_class[c]
         if len(us) < 2:
             what = f"{len(us[0])} images, all in one group" if len(us[0]) > 1 else "1 image"
-            raise DataError(f"{describe_class(c)} holds {what}: a class needs at least two (one to train on, one to "
-                            "test on), or give train/ and test/ folders")
+            raise DataError(
+                f"{describe_class(c)} holds {what}: a class needs at least two (one to train on, one to "
+                "test on), or give train/ and test/ folders"
+            )
         target = max(1, round(test_fraction * sum(len(u) for u in us)))
         n_test = 0
         for k, j in enumerate(rng.permutation(len(us))):
@@ -438,8 +504,9 @@ class FolderData(ImageData):
         sub = super().subset_train(n)
         if sub is self:
             return self
-        return dataclasses.replace(sub, train_files=self.train_files[:n],
-                                   train_groups=None if self.train_groups is None else self.train_groups[:n])
+        return dataclasses.replace(
+            sub, train_files=self.train_files[:n], train_groups=None if self.train_groups is None else self.train_groups[:n]
+        )
 
     def split_record(self) -> dict:
         """What ``data_split.json`` holds: how the split was made (seed, test fraction, image size,
@@ -448,9 +515,16 @@ class FolderData(ImageData):
         return {**self.record, "train": list(self.train_files), "test": list(self.test_files)}
 
 
-def load_folder(data_dir=None, binarize: bool = False, download: bool = True, image_size: int | None = None,
-                channels: int | None = None, test_fraction: float = 0.1, strict: bool = False,
-                groups: str | None = None) -> FolderData:
+def load_folder(
+    data_dir=None,
+    binarize: bool = False,
+    download: bool = True,
+    image_size: int | None = None,
+    channels: int | None = None,
+    test_fraction: float = 0.1,
+    strict: bool = False,
+    groups: str | None = None,
+) -> FolderData:
     """An image folder as FolderData (module docstring): uint8 images [N, channels, image_size,
     image_size], class labels (zeros and ``has_labels`` False without class folders), the split,
     and the groups of ``groups``. ``binarize`` thresholds grey levels at 0.5; ``download`` is
@@ -468,8 +542,7 @@ def load_folder(data_dir=None, binarize: bool = False, download: bool = True, im
         test = found.split == 1
         if group is not None and (group[test] >= 0).any():
             i = int(np.flatnonzero(test & (group >= 0))[0])
-            raise DataError(f"groups file {groups}: {found.files[i]} is a test image (under test/); groups hold training "
-                            "images only")
+            raise DataError(f"groups file {groups}: {found.files[i]} is a test image (under test/); groups hold training images only")
         how = "train/ and test/ folders"
     else:
         units: list[np.ndarray] = []
@@ -489,8 +562,7 @@ def load_folder(data_dir=None, binarize: bool = False, download: bool = True, im
             return f"class folder {root / found.classes[c]}" if found.has_labels else f"{root}"
 
         test = seeded_split(labels, units, test_fraction, describe_class)
-        how = (f"seeded split: seed {SPLIT_SEED}, {test_fraction:.0%} "
-               f"{'of each class ' if found.has_labels else ''}held out")
+        how = f"seeded split: seed {SPLIT_SEED}, {test_fraction:.0%} {'of each class ' if found.has_labels else ''}held out"
     train_idx = np.flatnonzero(~test)
     train_idx = train_idx[np.random.default_rng(SPLIT_SEED).permutation(len(train_idx))]
     test_idx = np.flatnonzero(test)
@@ -515,27 +587,61 @@ def load_folder(data_dir=None, binarize: bool = False, download: bool = True, im
         if not len(used):
             raise DataError(f"groups file {groups}: none of its images is a usable training image")
         lo, hi = int(sizes.min()), int(sizes.max())
-        notes = (f"; groups: {len(used)} groups of {lo if lo == hi else f'{lo}-{hi}'} images from {groups}"
-                 + (f", {singles} of one image" if singles else "")
-                 + (f", {loose} training images in no group (not trained on)" if loose else "")
-                 + (f", {dropped} unreadable members left out" if dropped else ""))
-    record = {"dataset": "folder", "root": str(root.resolve()), "how": how, "seed": SPLIT_SEED,
-              "test_fraction": None if how.startswith("train/") else test_fraction, "image_size": found.image_size,
-              "channels": found.channels, "classes": list(found.classes), "groups": str(groups) if groups else None,
-              "skipped_unreadable": [[p, why] for p, why in found.bad],
-              "skipped": {"hidden": len(found.skipped.hidden), "not_images": len(found.skipped.not_images),
-                          "empty_folders": list(found.skipped.empty_folders)},
-              "n_train": int(len(train_idx)), "n_test": int(len(test_idx))}
+        notes = (
+            f"; groups: {len(used)} groups of {lo if lo == hi else f'{lo}-{hi}'} images from {groups}"
+            + (f", {singles} of one image" if singles else "")
+            + (f", {loose} training images in no group (not trained on)" if loose else "")
+            + (f", {dropped} unreadable members left out" if dropped else "")
+        )
+    record = {
+        "dataset": "folder",
+        "root": str(root.resolve()),
+        "how": how,
+        "seed": SPLIT_SEED,
+        "test_fraction": None if how.startswith("train/") else test_fraction,
+        "image_size": found.image_size,
+        "channels": found.channels,
+        "classes": list(found.classes),
+        "groups": str(groups) if groups else None,
+        "skipped_unreadable": [[p, why] for p, why in found.bad],
+        "skipped": {
+            "hidden": len(found.skipped.hidden),
+            "not_images": len(found.skipped.not_images),
+            "empty_folders": list(found.skipped.empty_folders),
+        },
+        "n_train": int(len(train_idx)),
+        "n_test": int(len(test_idx)),
+    }
     if os.environ.get("RANK", "0") == "0":
-        print(found.summary() + f"; {len(train_idx)} training and {len(test_idx)} test images ({how})" + notes,
-              file=sys.stderr, flush=True)
+        print(found.summary() + f"; {len(train_idx)} training and {len(test_idx)} test images ({how})" + notes, file=sys.stderr, flush=True)
     classes = list(found.classes) if found.has_labels else (list(found.classes) or ["images"])
-    return FolderData("folder", x_train, torch.from_numpy(labels[train_idx]), x_test, torch.from_numpy(labels[test_idx]),
-                      classes, source=f"{root} ({found.image_size}x{found.image_size} cache {found.cache_path})",
-                      binarized=bool(binarize), has_labels=found.has_labels, root=str(root),
-                      train_files=[found.files[i] for i in train_idx], test_files=[found.files[i] for i in test_idx],
-                      train_groups=train_groups, group_names=group_names, record=record)
+    return FolderData(
+        "folder",
+        x_train,
+        torch.from_numpy(labels[train_idx]),
+        x_test,
+        torch.from_numpy(labels[test_idx]),
+        classes,
+        source=f"{root} ({found.image_size}x{found.image_size} cache {found.cache_path})",
+        binarized=bool(binarize),
+        has_labels=found.has_labels,
+        root=str(root),
+        train_files=[found.files[i] for i in train_idx],
+        test_files=[found.files[i] for i in test_idx],
+        train_groups=train_groups,
+        group_names=group_names,
+        record=record,
+    )
 
 
-register_dataset(DatasetSpec("folder", load_folder, folder_preset, None, None, HOW_TO_GET,
-                             options=("image_size", "channels", "test_fraction", "strict", "groups")))
+register_dataset(
+    DatasetSpec(
+        "folder",
+        load_folder,
+        folder_preset,
+        None,
+        None,
+        HOW_TO_GET,
+        options=("image_size", "channels", "test_fraction", "strict", "groups"),
+    )
+)

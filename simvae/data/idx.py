@@ -60,8 +60,7 @@ def read_idx(path: str | Path, expected_magic: int) -> torch.Tensor:
     count = math.prod(shape)  # exact: np.prod of four uint32 sizes can wrap around int64
     if len(data) - header < count:
         raise DataError(
-            f"{path}: truncated file: header promises {count} bytes of data {tuple(shape)}, "
-            f"found {len(data) - header}; download it again"
+            f"{path}: truncated file: header promises {count} bytes of data {tuple(shape)}, found {len(data) - header}; download it again"
         )
     if len(data) - header > count:
         raise DataError(

@@ -63,6 +63,7 @@ def is_image_name(name: str) -> bool:
 
 # -- which files -------------------------------------------------------------------------------
 
+
 @dataclass
 class Skipped:
     """What a scan left out, by kind: hidden entries, files that are not images, folders without
@@ -80,9 +81,11 @@ class Skipped:
     def describe(self) -> str:
         """'2 hidden entries (.ipynb_checkpoints, ...), 1 file that is not an image (notes.txt)', or ''."""
         parts = []
-        for items, one, many in ((self.hidden, "hidden entry", "hidden entries"),
-                                 (self.not_images, "file that is not an image", "files that are not images"),
-                                 (self.empty_folders, "folder without images", "folders without images")):
+        for items, one, many in (
+            (self.hidden, "hidden entry", "hidden entries"),
+            (self.not_images, "file that is not an image", "files that are not images"),
+            (self.empty_folders, "folder without images", "folders without images"),
+        ):
             if items:
                 shown = ", ".join(items[:2]) + (", ..." if len(items) > 2 else "")
                 parts.append(f"{len(items)} {one if len(items) == 1 else many} ({shown})")
@@ -138,8 +141,7 @@ def scan_image_tree(folder: Path) -> tuple[dict[str, list[str]], list[str], Skip
     return classes, loose, skipped
 
 
-def split_classes(root: Path, splits: Sequence[str] = ("train", "test")
-                  ) -> tuple[list[str], dict[str, list[tuple[str, int]]], Skipped]:
+def split_classes(root: Path, splits: Sequence[str] = ("train", "test")) -> tuple[list[str], dict[str, list[tuple[str, int]]], Skipped]:
     """(classes, {split: [(path relative to ``root``, class index)]}, skipped) of the class
     folders ``root/<split>/<class>/``, classes sorted by name. Hidden folders are never classes;
     a class folder empty in every split is skipped and counted.
@@ -151,11 +153,14 @@ def split_classes(root: Path, splits: Sequence[str] = ("train", "test")
         classes, loose, sk = scan_image_tree(root / split)
         skipped.merge(sk, f"{split}/")
         if loose and classes:
-            raise DataError(f"{root / split} holds {len(loose)} images beside its class folders "
-                            f"({loose[0]}, ...); move them into a class folder or remove them")
+            raise DataError(
+                f"{root / split} holds {len(loose)} images beside its class folders "
+                f"({loose[0]}, ...); move them into a class folder or remove them"
+            )
         found[split] = classes
-    empty = {s: {p.rstrip("/").split("/", 1)[1] for p in skipped.empty_folders if p.startswith(f"{s}/")
-                 and p.count("/") == 2} for s in splits}
+    empty = {
+        s: {p.rstrip("/").split("/", 1)[1] for p in skipped.empty_folders if p.startswith(f"{s}/") and p.count("/") == 2} for s in splits
+    }
     names = sorted(set().union(*(set(c) for c in found.values())))
     for split in splits:
         for name in names:
@@ -163,19 +168,23 @@ def split_classes(root: Path, splits: Sequence[str] = ("train", "test")
                 continue
             other = next(s for s in splits if name in found[s])
             if name in empty[split]:
-                raise DataError(f"class folder {root / split / name} holds no images but {root / other / name} does; "
-                                "put its test images in it or remove the class from every split")
-            raise DataError(f"{root / split} has no class folder '{name}' (which {root / other} has); train and test "
-                            "must hold the same classes")
+                raise DataError(
+                    f"class folder {root / split / name} holds no images but {root / other / name} does; "
+                    "put its test images in it or remove the class from every split"
+                )
+            raise DataError(
+                f"{root / split} has no class folder '{name}' (which {root / other} has); train and test must hold the same classes"
+            )
     if not names:
-        raise DataError(f"{root / splits[0]} holds no images in class folders"
-                        + (f" (skipped: {skipped.describe()})" if skipped.describe() else ""))
-    items = {s: [(f"{s}/{p}", c) for c, name in enumerate(names) for p in found[s][name]]
-             for s in splits}
+        raise DataError(
+            f"{root / splits[0]} holds no images in class folders" + (f" (skipped: {skipped.describe()})" if skipped.describe() else "")
+        )
+    items = {s: [(f"{s}/{p}", c) for c, name in enumerate(names) for p in found[s][name]] for s in splits}
     return names, items, skipped
 
 
 # -- the cache key -----------------------------------------------------------------------------
+
 
 def file_stats(root: Path, rel_paths: Iterable[str]) -> list[tuple[str, int, int]]:
     """(relative path, size in bytes, mtime in ns) of each file. Raises DataError for one that
@@ -200,6 +209,7 @@ def source_key(header: str, entries: Iterable[tuple[str, int, int]], n_hex: int 
 
 
 # -- decoding in parallel ----------------------------------------------------------------------
+
 
 def n_workers() -> int:
     """Processes of the decoding pool: the CPUs this process may run on."""
@@ -229,9 +239,17 @@ def _decode_chunk(out_path: str, start: int, paths: list[str], read: Callable[[s
     return bad
 
 
-def decode_into(out_path: Path, paths: list[str], read: Callable[[str], np.ndarray], shape: tuple[int, int, int],
-                desc: str, progress: bool, chunk: int | None = None, workers: int | None = None,
-                stop_on_bad: bool = False) -> list[tuple[str, str]]:
+def decode_into(
+    out_path: Path,
+    paths: list[str],
+    read: Callable[[str], np.ndarray],
+    shape: tuple[int, int, int],
+    desc: str,
+    progress: bool,
+    chunk: int | None = None,
+    workers: int | None = None,
+    stop_on_bad: bool = False,
+) -> list[tuple[str, str]]:
     """Create the uint8 [len(paths), *shape] .npy ``out_path`` and decode every image into it with
     ``read(path) -> uint8 [C, H, W]``, in chunks, in a process pool when there are several chunks
     and CPUs (``read`` must then be picklable: a module-level function or a ``functools.partial``
@@ -243,11 +261,12 @@ def decode_into(out_path: Path, paths: list[str], read: Callable[[str], np.ndarr
     chunk = chunk or CHUNK
 
     np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(len(paths), *shape)).flush()
-    chunks = [(i, paths[i:i + chunk]) for i in range(0, len(paths), chunk)]
+    chunks = [(i, paths[i : i + chunk]) for i in range(0, len(paths), chunk)]
     workers = min(n_workers() if workers is None else workers, len(chunks))
     bad: list[tuple[str, str]] = []
-    with tqdm(total=len(paths), desc=desc, unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True,
-              mininterval=0.5, leave=False) as bar:
+    with tqdm(
+        total=len(paths), desc=desc, unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True, mininterval=0.5, leave=False
+    ) as bar:
         if workers <= 1:
             for start, part in chunks:
                 bad += _decode_chunk(str(out_path), start, part, read)
@@ -281,7 +300,7 @@ def compact(path: Path, keep: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".compact")
     dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=src.dtype, shape=(len(keep), *src.shape[1:]))
     for s in range(0, len(keep), CHUNK):
-        dst[s:s + CHUNK] = src[keep[s:s + CHUNK]]
+        dst[s : s + CHUNK] = src[keep[s : s + CHUNK]]
     dst.flush()
     del dst, src
     os.replace(tmp, path)
@@ -294,6 +313,7 @@ def describe_bad(bad: Sequence[tuple[str, str]], n_total: int, show: int = 3) ->
 
 
 # -- the cache entry ---------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def exclusive(path: Path, waiting: str | None = None):
@@ -361,8 +381,9 @@ class CacheEntry:
             return None
         return images, meta
 
-    def get(self, build: Callable[[Path], dict], source: str, validate: Callable[[np.ndarray, dict], bool] | None = None
-            ) -> tuple[np.ndarray, dict]:
+    def get(
+        self, build: Callable[[Path], dict], source: str, validate: Callable[[np.ndarray, dict], bool] | None = None
+    ) -> tuple[np.ndarray, dict]:
         """The entry, built first when it is not complete: ``build(tmp_images_path)`` writes the
         images .npy at that path (``decode_into``) and returns the metadata arrays. ``source``
         names what the entry was built from (a folder and its preprocessing): entries of the same
@@ -371,8 +392,9 @@ class CacheEntry:
         cached = self.open(validate)
         if cached is not None:
             return cached
-        with exclusive(self.folder / f".{self.stem}.lock",
-                       f"simvae: waiting for another process that is building the image cache {self.images_path}"):
+        with exclusive(
+            self.folder / f".{self.stem}.lock", f"simvae: waiting for another process that is building the image cache {self.images_path}"
+        ):
             cached = self.open(validate)  # another process may have built it meanwhile
             if cached is None:
                 for left in self.folder.glob(f".{self.stem}.*.tmp*"):  # of a killed build
@@ -380,8 +402,10 @@ class CacheEntry:
                 self._build(build, source)
                 cached = self.open(validate)
         if cached is None:
-            raise DataError(f"the image cache just written to {self.images_path} cannot be read back; is "
-                            f"{self.folder} full? Delete it or point {CACHE_ENV} elsewhere")
+            raise DataError(
+                f"the image cache just written to {self.images_path} cannot be read back; is "
+                f"{self.folder} full? Delete it or point {CACHE_ENV} elsewhere"
+            )
         return cached
 
     def _build(self, build: Callable[[Path], dict], source: str) -> None:

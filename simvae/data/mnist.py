@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
+from .base import DATA_DIR_ENV, OFFLINE_ENV, ImageData
 from .checks import check_labels
 from .idx import read_idx_pair
-from .base import DATA_DIR_ENV, OFFLINE_ENV, ImageData
 from .registry import GREY_MLP, DatasetSpec, register_dataset
 
 IDX_FILES = {
@@ -93,8 +93,15 @@ def _not_found(name: str, dirs: list[Path], explicit: bool, note: str, how_to_ge
     return DataError(f"{name} not found{where} ({note}){also}; {how_to_get}")
 
 
-def _load_idx_dataset(name: str, classes: tuple[str, ...], system_dirs: list[Path], how_to_get: str,
-                      data_dir=None, binarize: bool = False, download: bool = True) -> ImageData:
+def _load_idx_dataset(
+    name: str,
+    classes: tuple[str, ...],
+    system_dirs: list[Path],
+    how_to_get: str,
+    data_dir=None,
+    binarize: bool = False,
+    download: bool = True,
+) -> ImageData:
     """Load an MNIST-layout data set: its four IDX files, every one checked before it is used.
 
     An explicit ``data_dir`` is the only place looked (DATA_DIR itself, DATA_DIR/NAME, DATA_DIR/NAME/raw),
@@ -136,10 +143,14 @@ def _load_idx_dataset(name: str, classes: tuple[str, ...], system_dirs: list[Pat
     return ImageData(name, train_x, train_y, test_x, test_y, list(classes), source=str(found), binarized=binarize)
 
 
-MNIST_HOW = (f"put the four MNIST IDX files in a folder and pass --data-dir DIR or set {DATA_DIR_ENV}=DIR "
-             "(torchvision downloads them where a network exists)")
-FASHION_HOW = (f"install Debian's package with 'apt-get install dataset-fashion-mnist', or put the four IDX files "
-               f"in a folder and pass --data-dir DIR or set {DATA_DIR_ENV}=DIR")
+MNIST_HOW = (
+    f"put the four MNIST IDX files in a folder and pass --data-dir DIR or set {DATA_DIR_ENV}=DIR "
+    "(torchvision downloads them where a network exists)"
+)
+FASHION_HOW = (
+    f"install Debian's package with 'apt-get install dataset-fashion-mnist', or put the four IDX files "
+    f"in a folder and pass --data-dir DIR or set {DATA_DIR_ENV}=DIR"
+)
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -34,14 +34,12 @@ class AugmentSpec:
 
     @property
     def identity(self) -> bool:
-        return (self.crop_scale == (1.0, 1.0) and self.crop_ratio == (1.0, 1.0) and self.vflip_p == 0
-                and self.jitter_p == 0)
+        return self.crop_scale == (1.0, 1.0) and self.crop_ratio == (1.0, 1.0) and self.vflip_p == 0 and self.jitter_p == 0
 
 
 GREY_AUGMENT = AugmentSpec(crop_scale=(0.4, 1.0), crop_ratio=(0.75, 1.3), vflip_p=0.5)
 """Grey images (paper Table 2): crops of scale (0.4, 1) and ratio (0.75, 1.3), vertical flips."""
-COLOUR_AUGMENT = AugmentSpec(crop_scale=(0.6, 1.0), crop_ratio=(0.75, 1.3), vflip_p=0.5,
-                             jitter_strength=0.8, jitter_hue=0.2, jitter_p=0.8)
+COLOUR_AUGMENT = AugmentSpec(crop_scale=(0.6, 1.0), crop_ratio=(0.75, 1.3), vflip_p=0.5, jitter_strength=0.8, jitter_hue=0.2, jitter_p=0.8)
 """Colour images (paper Table 2, CIFAR-10 / CelebA): crops of scale (0.6, 1), vertical flips and
 RandomApply(ColorJitter(0.8, 0.8, 0.8, 0.2), p=0.8)."""
 NO_AUGMENT = AugmentSpec(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), vflip_p=0.0)
@@ -98,8 +96,10 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     no preset (a data set must say which networks and augmentation suit it) or no loader, and
     ValueError for a name already taken."""
     if not isinstance(spec.preset, Preset) and not callable(spec.preset):
-        raise TypeError(f"data set '{spec.name}' has no preset (networks, latent size, augmentation): give "
-                        "DatasetSpec(preset=Preset(...)) or a function of the image shape")
+        raise TypeError(
+            f"data set '{spec.name}' has no preset (networks, latent size, augmentation): give "
+            "DatasetSpec(preset=Preset(...)) or a function of the image shape"
+        )
     if not callable(spec.loader):
         raise TypeError(f"data set '{spec.name}' has no loader")
     if spec.name in DATASETS and DATASETS[spec.name] is not spec:
@@ -135,8 +135,10 @@ def load_dataset(name: str, data_dir=None, binarize: bool | None = None, downloa
     foreign = [k for k in given if k not in spec.options]
     if foreign:
         takes = [n for n, s in DATASETS.items() if foreign[0] in s.options]
-        raise ConfigError(f"option --{foreign[0].replace('_', '-')} does not apply to data set '{name}'"
-                          + (f" (it applies to {', '.join(takes)})" if takes else ""))
+        raise ConfigError(
+            f"option --{foreign[0].replace('_', '-')} does not apply to data set '{name}'"
+            + (f" (it applies to {', '.join(takes)})" if takes else "")
+        )
     kwargs = {"data_dir": data_dir, "download": download, **given}
     if binarize is not None:
         kwargs["binarize"] = binarize

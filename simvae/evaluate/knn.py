@@ -38,15 +38,14 @@ def nearest_indices(train_x: torch.Tensor, query_x: torch.Tensor, max_k: int, bl
     block = max(1, min(block, DIST_BLOCK_ELEMENTS // max(1, train.shape[0])))
     out = []
     for start in range(0, query_x.shape[0], block):
-        q = query_x[start:start + block].to(torch.float64) - mean
+        q = query_x[start : start + block].to(torch.float64) - mean
         # ||q - t||^2 = ||q||^2 - 2 q.t + ||t||^2 (||q||^2 is constant per row, so omitted for ranking)
         d = torch.addmm(train_sq[None, :], q, train.T, alpha=-2)
         out.append(d.topk(max_k, dim=1, largest=False).indices)
     return torch.cat(out) if out else torch.empty(0, max_k, dtype=torch.long, device=train_x.device)
 
 
-def nearest_labels(train_x: torch.Tensor, train_y: torch.Tensor, query_x: torch.Tensor, max_k: int,
-                   block: int = 1024) -> torch.Tensor:
+def nearest_labels(train_x: torch.Tensor, train_y: torch.Tensor, query_x: torch.Tensor, max_k: int, block: int = 1024) -> torch.Tensor:
     """Labels of the ``max_k`` nearest training points of each query, nearest first: [n_query, max_k].
 
     train_y: [n_train] int64. See ``nearest_indices`` for how distances are computed."""
@@ -73,15 +72,25 @@ def knn_evaluate(fit_x, fit_y, val_x, val_y, train_x, train_y, test_x, test_y, m
     k = int(val_acc.argmax()) + 1
     test_acc = knn_accuracies(train_x, train_y, test_x, test_y, max_k, n_classes)
     best = int(test_acc.argmax()) + 1
-    return {"knn_acc": float(test_acc[k - 1]), "knn_k": k, "knn_val_acc": float(val_acc[k - 1]),
-            "knn_acc_best_k_on_test": float(test_acc[best - 1]), "knn_best_k_on_test": best}
+    return {
+        "knn_acc": float(test_acc[k - 1]),
+        "knn_k": k,
+        "knn_val_acc": float(val_acc[k - 1]),
+        "knn_acc_best_k_on_test": float(test_acc[best - 1]),
+        "knn_best_k_on_test": best,
+    }
 
 
-@register_evaluator("knn", "target", metrics=(
-    Metric("knn_acc", "k-NN", headline=True, note="k chosen on a validation split"),
-    Metric("knn_k", "k (chosen on validation)", "integer", None),
-    Metric("knn_acc_best_k_on_test", "k-NN, best k on test (paper protocol)"),
-    Metric("knn_best_k_on_test", "best k on test (paper protocol)", "integer", None)))
+@register_evaluator(
+    "knn",
+    "target",
+    metrics=(
+        Metric("knn_acc", "k-NN", headline=True, note="k chosen on a validation split"),
+        Metric("knn_k", "k (chosen on validation)", "integer", None),
+        Metric("knn_acc_best_k_on_test", "k-NN, best k on test (paper protocol)"),
+        Metric("knn_best_k_on_test", "best k on test (paper protocol)", "integer", None),
+    ),
+)
 def knn_evaluator(ctx, target, log) -> dict:
     """k-NN with k chosen on the validation split (paper A.7.5; Euclidean, majority vote)."""
     t = time.monotonic()
@@ -89,8 +98,17 @@ def knn_evaluator(ctx, target, log) -> dict:
     fit, val = labelled(ctx.fit_idx, y), labelled(ctx.val_idx, y)
     all_train = torch.nonzero(y >= 0).squeeze(1)
     test = torch.nonzero(ty >= 0).squeeze(1)
-    out = knn_evaluate(ctx.train_x[fit], y[fit], ctx.train_x[val], y[val], ctx.train_x[all_train], y[all_train],
-                       ctx.test_x[test], ty[test], ctx.cfg.knn_max_k, target.n_classes)
-    log(f"{target.prefix()}k-NN: k={out['knn_k']} (chosen on validation) test acc {out['knn_acc']:.4f} "
-        f"({time.monotonic() - t:.1f}s)")
+    out = knn_evaluate(
+        ctx.train_x[fit],
+        y[fit],
+        ctx.train_x[val],
+        y[val],
+        ctx.train_x[all_train],
+        y[all_train],
+        ctx.test_x[test],
+        ty[test],
+        ctx.cfg.knn_max_k,
+        target.n_classes,
+    )
+    log(f"{target.prefix()}k-NN: k={out['knn_k']} (chosen on validation) test acc {out['knn_acc']:.4f} ({time.monotonic() - t:.1f}s)")
     return out

@@ -91,7 +91,7 @@ class HeadBank:
             i = t if t < L else t - L
             for key, layer in layers.items():
                 v = layer.weight.detach().T if key.startswith("w") else layer.bias.detach()
-                views[key][i][..., :v.shape[-1]] = v
+                views[key][i][..., : v.shape[-1]] = v
                 owners[key][i] = t
         self.flat, self.owner = self.flat.to(device), owner.to(device)
         self.grad, self.m, self.v = (torch.zeros_like(self.flat) for _ in range(3))
@@ -131,7 +131,7 @@ class HeadBank:
         g.div_(g.sum(-1, keepdim=True))
         if self._minus_one.shape[1] < y.shape[1]:
             self._minus_one = torch.full((*y.shape, 1), -1.0, device=g.device)
-        g.scatter_add_(2, y[..., None], self._minus_one[:, :y.shape[1]])
+        g.scatter_add_(2, y[..., None], self._minus_one[:, : y.shape[1]])
         g.mul_(weight)
         L = self.n_linear
         if L:
@@ -149,9 +149,9 @@ class HeadBank:
         b1, b2 = self.BETAS
         self.m.lerp_(self.grad, 1 - b1)
         self.v.mul_(b2).addcmul_(self.grad, self.grad, value=1 - b2)
-        c2 = (1 - b2 ** self.steps) ** 0.5  # m / bc1 / (sqrt(v) / c2 + eps) = (c2 / bc1) m / (sqrt(v) + eps c2)
+        c2 = (1 - b2**self.steps) ** 0.5  # m / bc1 / (sqrt(v) / c2 + eps) = (c2 / bc1) m / (sqrt(v) + eps c2)
         denom = self.v.sqrt().add_(self.EPS * c2)
-        self.flat.addcdiv_(self.m * self.neg_lr, denom, value=c2 / (1 - b1 ** self.steps))
+        self.flat.addcdiv_(self.m * self.neg_lr, denom, value=c2 / (1 - b1**self.steps))
 
 
 def _nll(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -178,7 +178,7 @@ def _loss_acc(bank: HeadBank, x: torch.Tensor, y: torch.Tensor, block: int = 819
     correct = torch.zeros(y.shape[0], dtype=torch.long)
     count = torch.zeros(y.shape[0], dtype=torch.long)
     for s in range(0, x.shape[0], block):
-        nll, c, n = _nll(bank.logits(x[s:s + block]), y[:, s:s + block])
+        nll, c, n = _nll(bank.logits(x[s : s + block]), y[:, s : s + block])
         loss += nll.double().cpu()
         correct += c.cpu()
         count += n.cpu()
@@ -190,10 +190,24 @@ def _labels(y: torch.Tensor | None) -> torch.Tensor | None:
     return None if y is None else (y[:, None] if y.ndim == 1 else y)
 
 
-def train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_y: torch.Tensor, val_x: torch.Tensor | None,
-                 val_y: torch.Tensor | None, test_x: torch.Tensor, test_y: torch.Tensor, n_classes: int | list[int],
-                 lr: float = 3e-4, batch_size: int = 128, max_epochs: int = 200, patience: int = 10,
-                 hidden: int | None = None, seed: int = 0, progress=None, threads: int = 1) -> dict[str, dict]:
+def train_probes(
+    kinds: dict[str, str | tuple],
+    fit_x: torch.Tensor,
+    fit_y: torch.Tensor,
+    val_x: torch.Tensor | None,
+    val_y: torch.Tensor | None,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    n_classes: int | list[int],
+    lr: float = 3e-4,
+    batch_size: int = 128,
+    max_epochs: int = 200,
+    patience: int = 10,
+    hidden: int | None = None,
+    seed: int = 0,
+    progress=None,
+    threads: int = 1,
+) -> dict[str, dict]:
     """Train the probes ``{name: kind}``, ``{name: (kind, lr)}`` or ``{name: (kind, lr, t)}`` together;
     return ``{name: {acc, val_acc, val_loss, epochs, epochs_run, capped}}``.
 
@@ -225,8 +239,10 @@ def train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_y: torc
     bank = HeadBank(probes, [classes[t] for _, t in heads], lrs, fit_x.device)
     names = [heads[i][0] for i in bank.order]  # the bank's order
     cols = torch.tensor([heads[i][1] for i in bank.order], device=fit_x.device)
-    state = {name: {"best_loss": float("inf"), "epoch": 0, "saved": False, "val_acc": None, "done": False,
-                    "fixed": val_x is None} for name in names}
+    state = {
+        name: {"best_loss": float("inf"), "epoch": 0, "saved": False, "val_acc": None, "done": False, "fixed": val_x is None}
+        for name in names
+    }
     if val_x is not None:  # a head without one labelled validation row cannot be stopped on it: fixed epochs
         for name, labelled in zip(names, (val_y[:, cols] >= 0).sum(0).tolist()):
             state[name]["fixed"] = labelled == 0
@@ -244,13 +260,13 @@ def train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_y: torc
                 labelled = (ys >= 0).to(fit_x.dtype)
                 ys = ys.clamp(min=0)
             for s in range(0, n, batch_size):
-                y_b = ys[:, s:s + batch_size]
+                y_b = ys[:, s : s + batch_size]
                 if all_labelled:
                     weight = 1.0 / y_b.shape[1]
                 else:  # each head: the mean over its labelled rows
-                    w = labelled[:, s:s + batch_size]
+                    w = labelled[:, s : s + batch_size]
                     weight = (w / w.sum(1, keepdim=True).clamp(min=1))[..., None]
-                bank.step(xs[s:s + batch_size], y_b, weight)
+                bank.step(xs[s : s + batch_size], y_b, weight)
             if progress is not None:
                 progress(epoch, max_epochs)
             if val_x is None:
@@ -278,32 +294,69 @@ def train_probes(kinds: dict[str, str | tuple], fit_x: torch.Tensor, fit_y: torc
         for t, name in enumerate(names):
             st = state[name]
             stopped = not st["fixed"] and st["saved"]
-            out[name] = {"acc": float(test_acc[t]), "val_acc": st["val_acc"],
-                         "val_loss": st["best_loss"] if stopped else float("nan"),
-                         "epochs": st["epoch"] if stopped else epoch, "epochs_run": epoch,
-                         "capped": stopped and not st["done"] and epoch == max_epochs}
+            out[name] = {
+                "acc": float(test_acc[t]),
+                "val_acc": st["val_acc"],
+                "val_loss": st["best_loss"] if stopped else float("nan"),
+                "epochs": st["epoch"] if stopped else epoch,
+                "epochs_run": epoch,
+                "capped": stopped and not st["done"] and epoch == max_epochs,
+            }
     return {name: out[name] for name in kinds}
 
 
-def train_probe(kind: str, fit_x, fit_y, val_x, val_y, test_x, test_y, n_classes: int, lr=3e-4, batch_size=128,
-                max_epochs=200, patience=10, hidden=None, seed=0, progress=None) -> dict:
+def train_probe(
+    kind: str,
+    fit_x,
+    fit_y,
+    val_x,
+    val_y,
+    test_x,
+    test_y,
+    n_classes: int,
+    lr=3e-4,
+    batch_size=128,
+    max_epochs=200,
+    patience=10,
+    hidden=None,
+    seed=0,
+    progress=None,
+) -> dict:
     """One probe (validation-stopped): ``{kind}_acc``, ``{kind}_val_acc``, ``{kind}_epochs``, ``{kind}_epochs_run``."""
-    r = train_probes({kind: kind}, fit_x, fit_y, val_x, val_y, test_x, test_y, n_classes, lr=lr, batch_size=batch_size,
-                     max_epochs=max_epochs, patience=patience, hidden=hidden, seed=seed)[kind]
-    return {f"{kind}_acc": r["acc"], f"{kind}_val_acc": r["val_acc"], f"{kind}_epochs": r["epochs"],
-            f"{kind}_epochs_run": r["epochs_run"]}
+    r = train_probes(
+        {kind: kind},
+        fit_x,
+        fit_y,
+        val_x,
+        val_y,
+        test_x,
+        test_y,
+        n_classes,
+        lr=lr,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        patience=patience,
+        hidden=hidden,
+        seed=seed,
+    )[kind]
+    return {f"{kind}_acc": r["acc"], f"{kind}_val_acc": r["val_acc"], f"{kind}_epochs": r["epochs"], f"{kind}_epochs_run": r["epochs_run"]}
 
 
 def _or_inf(x: float) -> float:
     return float("inf") if x != x else x
 
 
-@register_evaluator("probes", "joint", metrics=(
-    Metric("linear_acc", "linear", headline=True, note="linear probe, stopped on validation loss"),
-    Metric("mlp_acc", "MLP", headline=True, note="MLP probe (hidden width = representation size), stopped on validation"),
-    Metric("linear_lr", "linear probe learning rate (chosen on validation)", "number", None),
-    Metric("linear_acc_paper_protocol", "linear, fixed epochs on all training images (paper protocol)"),
-    Metric("mlp_acc_paper_protocol", "MLP, fixed epochs on all training images (paper protocol)")))
+@register_evaluator(
+    "probes",
+    "joint",
+    metrics=(
+        Metric("linear_acc", "linear", headline=True, note="linear probe, stopped on validation loss"),
+        Metric("mlp_acc", "MLP", headline=True, note="MLP probe (hidden width = representation size), stopped on validation"),
+        Metric("linear_lr", "linear probe learning rate (chosen on validation)", "number", None),
+        Metric("linear_acc_paper_protocol", "linear, fixed epochs on all training images (paper protocol)"),
+        Metric("mlp_acc_paper_protocol", "MLP, fixed epochs on all training images (paper protocol)"),
+    ),
+)
 def probe_evaluator(ctx, targets, log) -> dict:
     """Linear and MLP probes of every target, trained together as disjoint heads of one module
     (one loop, each head stopped on its own validation loss); with ``paper_probes`` also the
@@ -315,8 +368,14 @@ def probe_evaluator(ctx, targets, log) -> dict:
     test = torch.nonzero((ty >= 0).any(1)).squeeze(1)
     hidden = cfg.probe_hidden or ctx.train_x.shape[1]  # the paper's code: hidden width = representation size
     classes = [t.n_classes for t in targets]
-    opts = dict(lr=cfg.probe_lr, batch_size=cfg.probe_batch_size, max_epochs=cfg.probe_max_epochs,
-                patience=cfg.probe_patience, hidden=hidden, seed=cfg.seed)
+    opts = dict(
+        lr=cfg.probe_lr,
+        batch_size=cfg.probe_batch_size,
+        max_epochs=cfg.probe_max_epochs,
+        patience=cfg.probe_patience,
+        hidden=hidden,
+        seed=cfg.seed,
+    )
     # the linear probe's learning rate is chosen on validation among probe_lr x {1, 3, 10} (at the
     # paper's 3e-4 alone it is often still improving after 200 epochs); the MLP keeps probe_lr
     lrs = [cfg.probe_lr * f for f in ((1, 3, 10) if cfg.linear_lr_search else (1,))]
@@ -327,12 +386,22 @@ def probe_evaluator(ctx, targets, log) -> dict:
         heads.update({f"{p}linear_lr{j}": ("linear", lr, i) for j, lr in enumerate(lrs)})
     t = time.monotonic()
     what = "" if len(targets) == 1 else f" of {len(targets)} targets ({len(heads)} heads in one loop)"
-    log(f"{targets[0].prefix() if len(targets) == 1 else ''}training the linear and MLP probes{what} "
-        f"(up to {cfg.probe_max_epochs} epochs, stopped on validation)")
-    trained = train_probes(heads, ctx.z_train[fit], y[fit], ctx.z_train[val], y[val], ctx.z_test[test], ty[test], classes,
-                           progress=every(30.0, lambda e, n, el: log(f"  probes: epoch {e} of at most {n}, {el:.0f}s "
-                                                                       f"(at most {el / e * (n - e):.0f}s more)")),
-                           **opts)
+    log(
+        f"{targets[0].prefix() if len(targets) == 1 else ''}training the linear and MLP probes{what} "
+        f"(up to {cfg.probe_max_epochs} epochs, stopped on validation)"
+    )
+    trained = train_probes(
+        heads,
+        ctx.z_train[fit],
+        y[fit],
+        ctx.z_train[val],
+        y[val],
+        ctx.z_test[test],
+        ty[test],
+        classes,
+        progress=every(30.0, lambda e, n, el: log(f"  probes: epoch {e} of at most {n}, {el:.0f}s (at most {el / e * (n - e):.0f}s more)")),
+        **opts,
+    )
     out: dict = {}
     for target in targets:
         p = target.prefix()
@@ -340,21 +409,32 @@ def probe_evaluator(ctx, targets, log) -> dict:
         probes = {"linear": trained[f"{p}linear_lr{best}"], "mlp": trained[f"{p}mlp"]}
         out[f"{p}probe_hidden"], out[f"{p}linear_lr"] = hidden, lrs[best]
         for kind, r in probes.items():
-            out.update({f"{p}{kind}_acc": r["acc"], f"{p}{kind}_val_acc": r["val_acc"], f"{p}{kind}_epochs": r["epochs"],
-                        f"{p}{kind}_epochs_run": r["epochs_run"], f"{p}{kind}_capped": r["capped"]})
+            out.update(
+                {
+                    f"{p}{kind}_acc": r["acc"],
+                    f"{p}{kind}_val_acc": r["val_acc"],
+                    f"{p}{kind}_epochs": r["epochs"],
+                    f"{p}{kind}_epochs_run": r["epochs_run"],
+                    f"{p}{kind}_capped": r["capped"],
+                }
+            )
         capped = [k for k, r in probes.items() if r["capped"]]
-        log(f"{p}probes: linear {probes['linear']['acc']:.4f} (lr {lrs[best]:g} chosen on validation, epoch "
+        log(
+            f"{p}probes: linear {probes['linear']['acc']:.4f} (lr {lrs[best]:g} chosen on validation, epoch "
             f"{probes['linear']['epochs']}), MLP {probes['mlp']['acc']:.4f} (epoch {probes['mlp']['epochs']})"
-            + (f"; {' and '.join(capped)} stopped at the epoch cap, it may still have been improving" if capped else ""))
+            + (f"; {' and '.join(capped)} stopped at the epoch cap, it may still have been improving" if capped else "")
+        )
     log(f"probes trained in {time.monotonic() - t:.1f}s")
     if cfg.paper_probes:  # the paper's protocol: fixed epochs on the whole training set, scored once on test
         t = time.monotonic()
         labelled = torch.nonzero((y >= 0).any(1)).squeeze(1)
-        kinds = {f"{target.prefix()}{kind}": (kind, cfg.probe_lr, i) for i, target in enumerate(targets)
-                 for kind in ("linear", "mlp")}
+        kinds = {f"{target.prefix()}{kind}": (kind, cfg.probe_lr, i) for i, target in enumerate(targets) for kind in ("linear", "mlp")}
         fixed = train_probes(kinds, ctx.z_train[labelled], y[labelled], None, None, ctx.z_test[test], ty[test], classes, **opts)
         for name, r in fixed.items():
             out[f"{name}_acc_paper_protocol"] = r["acc"]
-        log(f"probes, paper protocol ({cfg.probe_max_epochs} epochs on all training images): "
-            + ", ".join(f"{name} {r['acc']:.4f}" for name, r in fixed.items()) + f" ({time.monotonic() - t:.1f}s)")
+        log(
+            f"probes, paper protocol ({cfg.probe_max_epochs} epochs on all training images): "
+            + ", ".join(f"{name} {r['acc']:.4f}" for name, r in fixed.items())
+            + f" ({time.monotonic() - t:.1f}s)"
+        )
     return out

@@ -62,16 +62,21 @@ class Evaluation:
     name: str = ""
 
 
-def evaluate_targets(train_x: torch.Tensor, test_x: torch.Tensor, targets: list[Target], cfg: EvalConfig | None = None,
-                     log=None, skip: tuple[str, ...] = ()) -> dict:
+def evaluate_targets(
+    train_x: torch.Tensor, test_x: torch.Tensor, targets: list[Target], cfg: EvalConfig | None = None, log=None, skip: tuple[str, ...] = ()
+) -> dict:
     """Every registered target and joint evaluator on every target it applies to: representations
     train_x [N, d] and test_x [M, d] (float, CPU); returns metrics keyed by target prefix + metric
     key, and the split sizes (``n_train``, ``n_fit``, ``n_val``, ``n_test``)."""
     cfg = cfg or EvalConfig()
     log = log or (lambda msg: None)
     ctx = Context(train_x, test_x, cfg)
-    metrics: dict = {"n_train": int(train_x.shape[0]), "n_fit": int(ctx.fit_idx.numel()), "n_val": int(ctx.val_idx.numel()),
-                     "n_test": int(test_x.shape[0])}
+    metrics: dict = {
+        "n_train": int(train_x.shape[0]),
+        "n_fit": int(ctx.fit_idx.numel()),
+        "n_val": int(ctx.val_idx.numel()),
+        "n_test": int(test_x.shape[0]),
+    }
     for entry in EVALUATORS.values():
         if entry.kind == "run" or entry.name in skip:
             continue
@@ -86,8 +91,15 @@ def evaluate_targets(train_x: torch.Tensor, test_x: torch.Tensor, targets: list[
     return metrics
 
 
-def evaluate_representations(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                             n_classes: int, cfg: EvalConfig | None = None, log=None) -> dict:
+def evaluate_representations(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    n_classes: int,
+    cfg: EvalConfig | None = None,
+    log=None,
+) -> dict:
     """k-NN, probes and GMM (every target evaluator) on one content target: class labels train_y
     [N] and test_y [M] in 0..n_classes-1."""
     return evaluate_targets(train_x, test_x, [Target("class", train_y, test_y, n_classes)], cfg, log)

@@ -12,11 +12,14 @@ from __future__ import annotations
 from .registry import Metric, register_evaluator
 
 
-@register_evaluator("reconstruction", "run", metrics=(
-    Metric("recon_mse", "recon. MSE", "number", higher_is_better=False, headline=True,
-           note="per pixel, images in [0, 1], test set"),
-    Metric("posthoc_decoder_val_mse", "post-hoc decoder validation MSE", "number", higher_is_better=False,
-           in_report=False)))
+@register_evaluator(
+    "reconstruction",
+    "run",
+    metrics=(
+        Metric("recon_mse", "recon. MSE", "number", higher_is_better=False, headline=True, note="per pixel, images in [0, 1], test set"),
+        Metric("posthoc_decoder_val_mse", "post-hoc decoder validation MSE", "number", higher_is_better=False, in_report=False),
+    ),
+)
 def reconstruction_evaluator(run, evaluation, cfg, log) -> dict:
     """Reconstruction MSE of the test set where the run has a decoder (own or post-hoc); {} otherwise."""
     data = run.data

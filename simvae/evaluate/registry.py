@@ -89,7 +89,6 @@ def report_keys() -> list[str]:
     return [k for k, m in METRICS.items() if m.in_report]
 
 
-
 # An evaluator, by its ``kind`` (its signature):
 #   "target": fn(context, target, log) -> metrics with bare keys, called once per target it applies to
 #             (prefixed by the caller: ``style/flip/knn_acc``);
@@ -116,8 +115,13 @@ class EvaluatorEntry:
 EVALUATORS: dict[str, EvaluatorEntry] = {}
 
 
-def register_evaluator(name: str, kind: Literal["target", "joint", "run"] = "target", metrics: tuple[Metric, ...] = (),
-                       applies_to: Callable[[Target], bool] | None = None, about: str = ""):
+def register_evaluator(
+    name: str,
+    kind: Literal["target", "joint", "run"] = "target",
+    metrics: tuple[Metric, ...] = (),
+    applies_to: Callable[[Target], bool] | None = None,
+    about: str = "",
+):
     """Decorator: register ``fn`` as evaluator ``name`` of ``kind`` (see above) with the metrics it
     writes (each a ``Metric``, registered with it). ``--skip NAME`` leaves it out. A new evaluator is
     a module with one decorated function plus one import line in ``simvae/evaluate/__init__.py``.
@@ -131,8 +135,14 @@ def register_evaluator(name: str, kind: Literal["target", "joint", "run"] = "tar
             raise ValueError(f"evaluator '{name}' is registered twice")
         for m in metrics:
             register_metric(m)
-        EVALUATORS[name] = EvaluatorEntry(name, fn, kind, applies_to or (lambda target: True),
-                                          tuple(m.key for m in metrics), about or (fn.__doc__ or "").strip().split("\n")[0])
+        EVALUATORS[name] = EvaluatorEntry(
+            name,
+            fn,
+            kind,
+            applies_to or (lambda target: True),
+            tuple(m.key for m in metrics),
+            about or (fn.__doc__ or "").strip().split("\n")[0],
+        )
         return fn
 
     return deco
@@ -150,5 +160,4 @@ def check_evaluator_names(names, where: str = "skip") -> None:
 
     for name in names:
         if name not in EVALUATORS:
-            raise ConfigError(f"unknown evaluator '{name}' in {where}{suggest(name, EVALUATORS)}; "
-                              f"choose from {', '.join(EVALUATORS)}")
+            raise ConfigError(f"unknown evaluator '{name}' in {where}{suggest(name, EVALUATORS)}; choose from {', '.join(EVALUATORS)}")

@@ -47,10 +47,12 @@ def style_labels(params, image_hw: tuple[int, int]) -> dict[str, torch.Tensor]:
     the applied jitter factors where the pipeline jitters colour."""
     geo = params[0]
     height, width = image_hw
-    out = {"flip": geo.vflip.long(),
-           "crop_scale": (geo.height * geo.width).double() / (height * width),
-           "crop_centre_row": (geo.top + geo.height / 2).double() / height,
-           "crop_centre_col": (geo.left + geo.width / 2).double() / width}
+    out = {
+        "flip": geo.vflip.long(),
+        "crop_scale": (geo.height * geo.width).double() / (height * width),
+        "crop_centre_row": (geo.top + geo.height / 2).double() / height,
+        "crop_centre_col": (geo.left + geo.width / 2).double() / width,
+    }
     jitter = next((p for p in list(params)[1:] if p is not None and hasattr(p, "factors")), None)
     if jitter is not None:  # the factor drawn, and whether the jitter was applied to this view at all
         out["jitter_applied"] = jitter.apply.cpu()
@@ -58,8 +60,7 @@ def style_labels(params, image_hw: tuple[int, int]) -> dict[str, torch.Tensor]:
     return out
 
 
-def style_targets(train_values: dict[str, torch.Tensor], test_values: dict[str, torch.Tensor],
-                  bins: int = 4) -> list[Target]:
+def style_targets(train_values: dict[str, torch.Tensor], test_values: dict[str, torch.Tensor], bins: int = 4) -> list[Target]:
     """Binned style targets (role ``style``, names ``style/...``) from raw values of training
     and test views; the bin edges come from the training values."""
     targets = [Target("style/flip", train_values["flip"], test_values["flip"], 2, "style", ["upright", "flipped"])]
@@ -72,16 +73,14 @@ def style_targets(train_values: dict[str, torch.Tensor], test_values: dict[str, 
     targets.append(Target("style/crop_scale", tr, te, bins, "style", [f"q{i + 1}" for i in range(bins)]))
     r_tr, r_te = binned("crop_centre_row", 3)
     c_tr, c_te = binned("crop_centre_col", 3)
-    targets.append(Target("style/crop_centre", 3 * r_tr + c_tr, 3 * r_te + c_te, 9, "style",
-                          [f"{r}{c}" for r in "tmb" for c in "lcr"]))
+    targets.append(Target("style/crop_centre", 3 * r_tr + c_tr, 3 * r_te + c_te, 9, "style", [f"{r}{c}" for r in "tmb" for c in "lcr"]))
     for name in JITTER_NAMES:  # class 0: not jittered; 1..bins: the factor's bin among jittered views
         if name in train_values:
             on_tr, on_te = train_values["jitter_applied"], test_values["jitter_applied"]
             e = _edges(train_values[name][on_tr], bins)
             tr = torch.where(on_tr, _bins(train_values[name].float(), e) + 1, 0)
             te = torch.where(on_te, _bins(test_values[name].float(), e) + 1, 0)
-            targets.append(Target(f"style/{name}", tr, te, bins + 1, "style",
-                                  ["not jittered"] + [f"q{i + 1}" for i in range(bins)]))
+            targets.append(Target(f"style/{name}", tr, te, bins + 1, "style", ["not jittered"] + [f"q{i + 1}" for i in range(bins)]))
     return targets
 
 
@@ -92,8 +91,9 @@ def chance(target: Target) -> float:
 
 
 @torch.no_grad()
-def augmented_representations(encode, images: torch.Tensor, spec, binarize: bool, seed: int, device="cpu",
-                              chunk: int = 4096) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def augmented_representations(
+    encode, images: torch.Tensor, spec, binarize: bool, seed: int, device="cpu", chunk: int = 4096
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One random view of each uint8 image [N, C, H, W] (the data set's augmentation ``spec``,
     seeded) -> (``encode`` of the views, float [N, d] on the CPU; raw style values, each [N])."""
     pipeline = pipeline_for(spec, binarize)
@@ -102,8 +102,8 @@ def augmented_representations(encode, images: torch.Tensor, spec, binarize: bool
     params = pipeline.make_params(images.shape[0], hw, g, "cpu")
     reps = []
     for s in range(0, images.shape[0], chunk):
-        x = to_float(images[s:s + chunk])  # views made on the CPU (parameters drawn there), encoded on the device
-        views = pipeline(x, params[s:s + x.shape[0]])[:, 0]
+        x = to_float(images[s : s + chunk])  # views made on the CPU (parameters drawn there), encoded on the device
+        views = pipeline(x, params[s : s + x.shape[0]])[:, 0]
         reps.append(encode(views.to(device)).float().cpu())
     return torch.cat(reps), style_labels(params, hw)
 
@@ -118,16 +118,16 @@ def style_evaluator(run, rep, cfg, log) -> dict:
         return {}  # nothing would score the style targets
     t = time.monotonic()
     data = run.data
-    n = len(data.train_images) if cfg.style_max_train_images is None else min(cfg.style_max_train_images,
-                                                                            len(data.train_images))
+    n = len(data.train_images) if cfg.style_max_train_images is None else min(cfg.style_max_train_images, len(data.train_images))
     spec = run.augment_spec
     encode = run.method.encode
-    train_x, train_v = augmented_representations(encode, data.train_images[:n], spec, data.binarized, cfg.seed + 1,
-                                                 run.device)
+    train_x, train_v = augmented_representations(encode, data.train_images[:n], spec, data.binarized, cfg.seed + 1, run.device)
     test_x, test_v = augmented_representations(encode, data.test_images, spec, data.binarized, cfg.seed + 2, run.device)
     targets = style_targets(train_v, test_v, cfg.style_bins)
-    log(f"style: {len(targets)} targets ({', '.join(t.name.split('/', 1)[1] for t in targets)}) on one augmented view of "
-        f"{n} training and {len(test_x)} test images ({time.monotonic() - t:.1f}s)")
+    log(
+        f"style: {len(targets)} targets ({', '.join(t.name.split('/', 1)[1] for t in targets)}) on one augmented view of "
+        f"{n} training and {len(test_x)} test images ({time.monotonic() - t:.1f}s)"
+    )
     out = evaluate_targets(train_x, test_x, targets, cfg, log, skip=tuple(cfg.skip) + ("gmm",))
     out = {k: v for k, v in out.items() if "/" in k}  # n_train etc. describe the content evaluation
     for target in targets:

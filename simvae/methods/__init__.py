@@ -18,9 +18,14 @@ def method_names() -> list[str]:
 
 # Method options renamed in simvae 0.2 (no method-name prefixes): the old names are read, with a
 # one-line note, for one release.
-RENAMED_OPTIONS = {"crvae_lambda": "consistency_weight", "moco_momentum": "momentum", "moco_queue_size": "queue_size",
-                   "vicreg_invariance": "invariance_weight", "vicreg_variance": "variance_weight",
-                   "vicreg_covariance": "covariance_weight"}
+RENAMED_OPTIONS = {
+    "crvae_lambda": "consistency_weight",
+    "moco_momentum": "momentum",
+    "moco_queue_size": "queue_size",
+    "vicreg_invariance": "invariance_weight",
+    "vicreg_variance": "variance_weight",
+    "vicreg_covariance": "covariance_weight",
+}
 
 
 def renamed(options: dict, where: str = "config", notes: list | None = None) -> dict:

@@ -7,9 +7,8 @@ on the un-augmented image x and one augmentation t(x) (the loss is -L, batch mea
 
 from __future__ import annotations
 
-from pydantic import Field
-
 import torch
+from pydantic import Field
 
 from ..config import require
 from ..objectives.elbo import kl_gaussians, kl_standard_normal
@@ -50,5 +49,9 @@ class CRVAE(LatentVariableMethod):
         elbo = (log_lik - kl_prior).view(2, b).sum(0)
         consistency = kl_gaussians(mu[b:], logvar[b:], mu[:b], logvar[:b])  # KL(q(z|t(x)) || q(z|x))
         loss = -(elbo - self.cfg.consistency_weight * consistency).mean()
-        return {"loss": loss, "log_lik": log_lik.view(2, b).sum(0).mean(), "kl": kl_prior.view(2, b).sum(0).mean(),
-                "consistency": consistency.mean()}
+        return {
+            "loss": loss,
+            "log_lik": log_lik.view(2, b).sum(0).mean(),
+            "kl": kl_prior.view(2, b).sum(0).mean(),
+            "consistency": consistency.mean(),
+        }

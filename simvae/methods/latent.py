@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
 from typing import Literal
 
 import torch
+from pydantic import Field
 
 from ..config import Config, require
 from ..nets import build_decoder, build_encoder
@@ -14,7 +14,9 @@ from .base import Method, ModelSpec, eval_mode
 
 
 class LikelihoodConfig(Config):
-    likelihood: Literal["gaussian", "bernoulli"] = Field("gaussian", description="p(x|z): Gaussian with fixed variance, or Bernoulli (binarised data)")
+    likelihood: Literal["gaussian", "bernoulli"] = Field(
+        "gaussian", description="p(x|z): Gaussian with fixed variance, or Bernoulli (binarised data)"
+    )
     likelihood_var: float = Field(0.02, description="variance sigma_x^2 of the Gaussian likelihood")
 
     def check(self) -> None:

@@ -36,15 +36,15 @@ Choices (documented, not stated in the SimVAE paper):
 from __future__ import annotations
 
 import copy
-from pydantic import Field
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from ..config import Config, require
-from ..nets.heads import mocov2_head
 from ..dist import gather_no_grad
+from ..nets.heads import mocov2_head
 from ..objectives.infonce import moco_infonce_loss
 from .base import Batch, register
 from .discriminative import EncoderMethod, full_precision, validate_head, validate_temperature

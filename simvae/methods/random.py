@@ -9,7 +9,6 @@ one epoch is enough.
 
 from __future__ import annotations
 
-
 import torch
 
 from ..config import Config

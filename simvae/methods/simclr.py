@@ -13,8 +13,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from ..config import Config, require
-from ..nets.heads import simclr_head
 from ..dist import gather_with_grad
+from ..nets.heads import simclr_head
 from ..objectives.infonce import nt_xent_loss
 from .base import Batch, register
 from .discriminative import EncoderMethod, full_precision, validate_head, validate_temperature
@@ -38,7 +38,7 @@ class SimCLR(EncoderMethod):
     config_cls = SimCLRConfig
     min_batch_size = 2  # negatives come from the other images of the batch
     # The paper tunes SimCLR's learning rate per data set (8e-5 ... 1e-3, A.7.4). Fashion-MNIST:
-    # 8e-5 by benchmarks/ablation.py (validation k-NN 0.697 / 0.684 / 0.681 for 8e-5 / 3e-4 / 1e-3, 2 epochs);
+    # 8e-5 by a validation ablation, now `simvae sweep --param train.lr` (validation k-NN 0.697 / 0.684 / 0.681 for 8e-5 / 3e-4 / 1e-3, 2 epochs);
     # CIFAR-10 (JPEG copy, conv nets): 3e-4 (validation k-NN 0.338 / 0.368 / 0.339, linear 0.381 / 0.386 / 0.377, 2 epochs).
     default_lr_by_dataset = {"fashion-mnist": 8e-5, "cifar10": 3e-4}
 

@@ -8,8 +8,9 @@ The loss is -ELBO_SSL averaged over the groups of the batch.
 
 from __future__ import annotations
 
-from pydantic import Field
 from typing import Literal
+
+from pydantic import Field
 
 from ..config import require
 from ..objectives.elbo import gaussian_entropy, group_log_prior_gaussian, group_log_prior_uniform
@@ -26,8 +27,11 @@ class SimVAEConfig(LikelihoodConfig):
     def check(self) -> None:
         super().check()
         require(self.n_views >= 1, f"n_views (J) must be >= 1, got {self.n_views}")
-        require(self.n_views != 1, "SimVAE needs at least 2 views per image (n_views, got 1): with J = 1 its group prior "
-                                   "term is identically 0 and it is a plain VAE; use --method vae for that")
+        require(
+            self.n_views != 1,
+            "SimVAE needs at least 2 views per image (n_views, got 1): with J = 1 its group prior "
+            "term is identically 0 and it is a plain VAE; use --method vae for that",
+        )
         require(self.prior_var > 0, f"prior_var must be > 0, got {self.prior_var}")
         require(self.psi_var > 0, f"psi_var must be > 0, got {self.psi_var}")
 

@@ -24,10 +24,13 @@ class VAEConfig(LikelihoodConfig):
 
 
 class BetaVAEConfig(VAEConfig):
-    # Not stated in the paper; chosen by benchmarks/ablation.py on a validation split of
-    # Fashion-MNIST (README, "Values the paper leaves open"): validation k-NN 73.8 / 75.4 / 75.2 /
+    # Not stated in the paper; chosen by a validation ablation (now `simvae sweep`) on a split of
+    # Fashion-MNIST (docs/results/earlier-measurements.md): validation k-NN 73.8 / 75.4 / 75.2 /
     # 74.8 / 74.3 / 74.2 for beta 0.01 / 0.05 / 0.1 / 0.25 / 0.5 / 1 at 2 epochs.
-    beta: float = Field(0.05, description="weight of the KL term (paper: unstated; 0.05 chosen by a validation ablation, see README)")
+    beta: float = Field(
+        0.05,
+        description="weight of the KL term (paper: unstated; 0.05 chosen by a validation ablation, docs/results/earlier-measurements.md)",
+    )
 
     def check(self) -> None:
         super().check()

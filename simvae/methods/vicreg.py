@@ -11,13 +11,12 @@ time, as in the original); the loss's batch statistics use the gathered global b
 
 from __future__ import annotations
 
+import torch
 from pydantic import Field
 
-import torch
-
 from ..config import Config, require
-from ..nets.heads import vicreg_expander
 from ..dist import gather_with_grad
+from ..nets.heads import vicreg_expander
 from ..objectives.vicreg import vicreg_loss
 from .base import Batch, register
 from .discriminative import EncoderMethod, full_precision, validate_head
@@ -53,6 +52,7 @@ class VICReg(EncoderMethod):
         h = self.view_features(batch)
         z = torch.stack([self.expander(h[:, v]) for v in range(h.shape[1])], dim=1)
         with full_precision(z.device):
-            terms = vicreg_loss(gather_with_grad(z.float()), self.cfg.invariance_weight,
-                                self.cfg.variance_weight, self.cfg.covariance_weight)
+            terms = vicreg_loss(
+                gather_with_grad(z.float()), self.cfg.invariance_weight, self.cfg.variance_weight, self.cfg.covariance_weight
+            )
         return terms

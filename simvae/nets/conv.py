@@ -32,8 +32,10 @@ SIZES = (32, 64)
 def _check_shape(image_shape) -> tuple[int, int]:
     c, h, w = image_shape
     if h != w or h not in SIZES:
-        raise ValueError(f"the conv networks (paper Table 4) take square 32x32 or 64x64 images, got {h}x{w}; "
-                         "resize the images (e.g. CelebA to 64x64) or use network 'mlp'")
+        raise ValueError(
+            f"the conv networks (paper Table 4) take square 32x32 or 64x64 images, got {h}x{w}; "
+            "resize the images (e.g. CelebA to 64x64) or use network 'mlp'"
+        )
     return c, h
 
 
@@ -52,8 +54,11 @@ class ResidualBlock(nn.Module):
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
         self.bn2 = GlobalBatchNorm2d(c_out)
         self.relu = nn.ReLU(inplace=True)
-        self.shortcut = nn.Identity() if (c_in == c_out and stride == 1) else nn.Sequential(
-            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), GlobalBatchNorm2d(c_out))
+        self.shortcut = (
+            nn.Identity()
+            if (c_in == c_out and stride == 1)
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), GlobalBatchNorm2d(c_out))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
@@ -68,8 +73,12 @@ class ConvEncoder(nn.Module):
         c, size = _check_shape(image_shape)
         self.image_shape, self.out_dim = tuple(image_shape), out_dim
         # a 4x4 kernel keeps the size with padding 1 before and 2 after ('same')
-        stem: list[nn.Module] = [nn.ZeroPad2d((1, 2, 1, 2)), nn.Conv2d(c, STEM_CHANNELS, 4, bias=False),
-                                 GlobalBatchNorm2d(STEM_CHANNELS), nn.ReLU(inplace=True)]
+        stem: list[nn.Module] = [
+            nn.ZeroPad2d((1, 2, 1, 2)),
+            nn.Conv2d(c, STEM_CHANNELS, 4, bias=False),
+            GlobalBatchNorm2d(STEM_CHANNELS),
+            nn.ReLU(inplace=True),
+        ]
         if size == 64:
             stem.append(nn.MaxPool2d(3, stride=2, padding=1))
         stages, c_in = [], STEM_CHANNELS
@@ -77,7 +86,7 @@ class ConvEncoder(nn.Module):
             stages.append(ResidualBlock(c_in, c_out, stride=1 if i == 0 else 2))
             c_in = c_out
         self.features = nn.Sequential(*stem, *stages)
-        self.fc = nn.Linear(ENCODER_STAGES[-1] * BOTTLENECK ** 2, out_dim)
+        self.fc = nn.Linear(ENCODER_STAGES[-1] * BOTTLENECK**2, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(_fast_layout(x)).flatten(1))
@@ -90,7 +99,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         c, size = _check_shape(image_shape)
         self.image_shape = tuple(image_shape)
-        self.fc = nn.Linear(latent_dim, ENCODER_STAGES[-1] * BOTTLENECK ** 2)
+        self.fc = nn.Linear(latent_dim, ENCODER_STAGES[-1] * BOTTLENECK**2)
         n_stages = {32: 3, 64: 4}[size]  # 4 -> 32 takes three doublings, 4 -> 64 four
         stages, c_in = [], ENCODER_STAGES[-1]
         for c_out in DECODER_STAGES[:n_stages]:

@@ -20,8 +20,7 @@ from torch import nn
 from .norm import GlobalBatchNorm1d
 
 
-def projection_head(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2,
-                    batch_norm: bool = False) -> nn.Sequential:
+def projection_head(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2, batch_norm: bool = False) -> nn.Sequential:
     """``n_layers`` linear layers; ReLU (after BatchNorm when asked) between them, none after the last."""
     if n_layers < 1:
         raise ValueError(f"a head needs at least one layer, got {n_layers}")

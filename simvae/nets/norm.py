@@ -34,7 +34,7 @@ class _GlobalBatchNorm:
         total = _all_reduce_sum(local)
         c = x.shape[1]
         n = total[2 * c]
-        mean, var = total[:c] / n, (total[c:2 * c] / n - (total[:c] / n) ** 2).clamp_min(0)
+        mean, var = total[:c] / n, (total[c : 2 * c] / n - (total[:c] / n) ** 2).clamp_min(0)
         with torch.no_grad():
             m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
             self.running_mean.mul_(1 - m).add_(m * mean.detach())

@@ -44,8 +44,14 @@ def covariance_term(z: torch.Tensor) -> torch.Tensor:
     return off_diagonal.pow(2).sum() / d
 
 
-def vicreg_loss(z: torch.Tensor, invariance_weight: float = 25.0, variance_weight: float = 25.0,
-                covariance_weight: float = 1.0, gamma: float = 1.0, eps: float = 1e-4) -> dict[str, torch.Tensor]:
+def vicreg_loss(
+    z: torch.Tensor,
+    invariance_weight: float = 25.0,
+    variance_weight: float = 25.0,
+    covariance_weight: float = 1.0,
+    gamma: float = 1.0,
+    eps: float = 1e-4,
+) -> dict[str, torch.Tensor]:
     """VICReg over z [n, J, d] (J >= 2 views of n images): the mean over view pairs of the
     two-view loss. Returns the weighted ``loss`` and the unweighted ``invariance``,
     ``variance`` (mean over views) and ``covariance`` (summed over a pair's two views)."""

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import torch
 
-from ..rundir import REPORT, RUN_FILES, STEPS_LOG, METRICS_LOG, atomic_write
-
 from ..evaluate.registry import METRICS, format_value, metric, report_keys
+from ..rundir import METRICS_LOG, REPORT, RUN_FILES, STEPS_LOG, atomic_write
 from .figures import augmentation_grid, latent_map, loss_curve, reconstruction_grid, sample_grid, traversal_grid
 from .model import Code, Figure, Note, Report, Section, Table, to_markdown
 
@@ -29,8 +28,11 @@ def state_note(metrics: dict) -> Note | None:
     if metrics.get("finished", True):
         return None
     step = f" + {metrics['model_epoch_step']} steps" if metrics.get("model_epoch_step") else ""
-    return Note(f"this run did not finish: the model evaluated is from epoch {metrics.get('model_epoch')}{step} "
-                f"(step {metrics.get('model_step')}) of {metrics.get('epochs_planned')} planned epochs", "warning")
+    return Note(
+        f"this run did not finish: the model evaluated is from epoch {metrics.get('model_epoch')}{step} "
+        f"(step {metrics.get('model_step')}) of {metrics.get('epochs_planned')} planned epochs",
+        "warning",
+    )
 
 
 def build_run_report(run, metrics: dict, eval_cfg, figures: list[tuple[str, str]]) -> Report:
@@ -42,50 +44,94 @@ def build_run_report(run, metrics: dict, eval_cfg, figures: list[tuple[str, str]
     if note:
         report.notes.append(note)
     if eval_cfg.quick or eval_cfg.skip:
-        report.notes.append(Note(f"evaluation '{metrics.get('eval_name', '?')}': "
-                                 + ("the quick preset (fewer training images, short probes, one GMM restart); its figures "
-                                    "are not those of the full protocol" if eval_cfg.quick else "the full protocol")
-                                 + (f"; evaluators left out: {', '.join(eval_cfg.skip)}" if eval_cfg.skip else ""),
-                                 "warning" if eval_cfg.quick else "info"))
+        report.notes.append(
+            Note(
+                f"evaluation '{metrics.get('eval_name', '?')}': "
+                + (
+                    "the quick preset (fewer training images, short probes, one GMM restart); its figures "
+                    "are not those of the full protocol"
+                    if eval_cfg.quick
+                    else "the full protocol"
+                )
+                + (f"; evaluators left out: {', '.join(eval_cfg.skip)}" if eval_cfg.skip else ""),
+                "warning" if eval_cfg.quick else "info",
+            )
+        )
     if summary:
-        rows = [["epochs", f"{metrics.get('model_epoch', summary.get('epochs'))} of {summary.get('epochs_planned', cfg.train.epochs)}"
-                 f" ({metrics.get('model_step', summary.get('steps'))} steps)"],
-                ["step", f"{summary.get('images_per_step')} images x {summary.get('n_views')} views = "
-                         f"{summary.get('views_per_step')} samples per step"],
-                ["training images", str(summary.get("train_images"))],
-                ["wall time", f"{summary.get('train_seconds', 0):.1f} s, {summary.get('train_views_per_s', 0):.0f} views/s"],
-                ["device", f"{summary.get('device')} x {summary.get('processes')} process{'' if summary.get('processes') == 1 else 'es'}, {summary.get('threads', '?')} "
-                           f"threads, precision {summary.get('precision', 'fp32')}"],
-                ["host", f"{summary.get('host', '?')}"],
-                ["simvae", f"{summary.get('simvae_version', '?')} (commit {summary.get('simvae_commit') or 'unknown'}), "
-                           f"torch {summary.get('torch')}, {summary.get('date', '')}"],
-                ["data", str(summary.get("data_source"))]]
+        rows = [
+            [
+                "epochs",
+                f"{metrics.get('model_epoch', summary.get('epochs'))} of {summary.get('epochs_planned', cfg.train.epochs)}"
+                f" ({metrics.get('model_step', summary.get('steps'))} steps)",
+            ],
+            [
+                "step",
+                f"{summary.get('images_per_step')} images x {summary.get('n_views')} views = "
+                f"{summary.get('views_per_step')} samples per step",
+            ],
+            ["training images", str(summary.get("train_images"))],
+            ["wall time", f"{summary.get('train_seconds', 0):.1f} s, {summary.get('train_views_per_s', 0):.0f} views/s"],
+            [
+                "device",
+                f"{summary.get('device')} x {summary.get('processes')} process{'' if summary.get('processes') == 1 else 'es'}, {summary.get('threads', '?')} "
+                f"threads, precision {summary.get('precision', 'fp32')}",
+            ],
+            ["host", f"{summary.get('host', '?')}"],
+            [
+                "simvae",
+                f"{summary.get('simvae_version', '?')} (commit {summary.get('simvae_commit') or 'unknown'}), "
+                f"torch {summary.get('torch')}, {summary.get('date', '')}",
+            ],
+            ["data", str(summary.get("data_source"))],
+        ]
         report.sections.append(Section("Training", [Table(["", ""], rows)]))
     rows = [[metric(k).label, format_value(k, metrics[k])] for k in report_keys() if k in metrics]
-    blocks = [Table(["metric", "test"], rows,
-                    f"Settings chosen on a validation split of {metrics.get('n_val')} training images; test measured once. "
-                    "Accuracies in percent.")]
+    blocks = [
+        Table(
+            ["metric", "test"],
+            rows,
+            f"Settings chosen on a validation split of {metrics.get('n_val')} training images; test measured once. Accuracies in percent.",
+        )
+    ]
     for kind in ("linear", "mlp"):
         if metrics.get(f"{kind}_capped"):
-            blocks.append(Note(f"the {kind} probe stopped at its epoch cap ({metrics.get(f'{kind}_epochs_run')}) while its "
-                               "patience had not run out (its validation loss was still improving recently): its figure may be low; raise --probe-max-epochs", "warning"))
+            blocks.append(
+                Note(
+                    f"the {kind} probe stopped at its epoch cap ({metrics.get(f'{kind}_epochs_run')}) while its "
+                    "patience had not run out (its validation loss was still improving recently): its figure may be low; raise --probe-max-epochs",
+                    "warning",
+                )
+            )
     if "posthoc_decoder_val_mse" in metrics:
-        blocks.append(Note(f"{cfg.train.method} has no decoder of its own: reconstructions come from a decoder fitted "
-                           f"afterwards on its frozen representations (validation MSE "
-                           f"{metrics['posthoc_decoder_val_mse']:.4f} after {metrics.get('posthoc_decoder_epochs')} epochs"
-                           + (", stopped at its epoch cap" if metrics.get("posthoc_decoder_capped") else "") + ")."))
+        blocks.append(
+            Note(
+                f"{cfg.train.method} has no decoder of its own: reconstructions come from a decoder fitted "
+                f"afterwards on its frozen representations (validation MSE "
+                f"{metrics['posthoc_decoder_val_mse']:.4f} after {metrics.get('posthoc_decoder_epochs')} epochs"
+                + (", stopped at its epoch cap" if metrics.get("posthoc_decoder_capped") else "")
+                + ")."
+            )
+        )
     others = sorted({k.rpartition("/")[0] for k in metrics if "/" in k and k.rpartition("/")[2] in METRICS})
     for target in others:
-        trows = [[metric(f"{target}/{k}").label, format_value(k, metrics[f"{target}/{k}"])]
-                 for k in report_keys() if f"{target}/{k}" in metrics]
+        trows = [
+            [metric(f"{target}/{k}").label, format_value(k, metrics[f"{target}/{k}"])] for k in report_keys() if f"{target}/{k}" in metrics
+        ]
         blocks.append(Table(["metric", "test"], trows, f"Target {target}"))
     blocks.append(Note(f"Evaluation took {metrics.get('eval_seconds', 0):.1f} s."))
     report.sections.append(Section("Representation quality (test set)", blocks))
     for title, fname in figures:
         report.sections.append(Section(title, [Figure(fname, title)]))
-    report.sections.append(Section("Configuration", [Code(json.dumps(cfg.to_dict(), indent=2), "json"),
-                                                     Note("Evaluation settings:"),
-                                                     Code(json.dumps(eval_cfg.model_dump(), indent=2), "json")]))
+    report.sections.append(
+        Section(
+            "Configuration",
+            [
+                Code(json.dumps(cfg.to_dict(), indent=2), "json"),
+                Note("Evaluation settings:"),
+                Code(json.dumps(eval_cfg.model_dump(), indent=2), "json"),
+            ],
+        )
+    )
     return report
 
 
@@ -94,8 +140,9 @@ TRAVERSAL_STEPS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 SAMPLES_PER_CLASS = 10
 
 
-def augmented_views(data, spec, seed: int = 0, n_images: int = N_AUG_IMAGES, n_views: int = N_AUG_VIEWS
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def augmented_views(
+    data, spec, seed: int = 0, n_images: int = N_AUG_IMAGES, n_views: int = N_AUG_VIEWS
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n_images`` test images, float [n, C, H, W] in [0, 1], and ``n_views`` views of
     each from the augmentation ``spec`` (an ``AugmentSpec``; seeded), [n, J, C, H, W]."""
     from ..augment import to_float
@@ -103,8 +150,7 @@ def augmented_views(data, spec, seed: int = 0, n_images: int = N_AUG_IMAGES, n_v
 
     images = to_float(data.test_images[:n_images])
     pipeline = pipeline_for(spec, data.binarized)
-    params = pipeline.make_params(images.shape[0] * n_views, tuple(images.shape[-2:]),
-                                  torch.Generator().manual_seed(seed), "cpu")
+    params = pipeline.make_params(images.shape[0] * n_views, tuple(images.shape[-2:]), torch.Generator().manual_seed(seed), "cpu")
     return images, pipeline(images, params)
 
 
@@ -137,32 +183,71 @@ def run_figures(run, evaluation, folder: Path) -> list[tuple[str, str]]:
     figs: list[tuple[str, str]] = []
     recon = evaluation.artefacts.get("test_recon")
     if recon is not None:
-        _figure(figs, "Test images and reconstructions", "reconstructions.png", lambda: reconstruction_grid(
-            data.test_images[:N_RECON], {who: recon[:N_RECON]}, folder / "reconstructions.png",
-            title="test images (top) and their reconstructions" + ("" if run.method.generative else " by a decoder fitted afterwards")))
+        _figure(
+            figs,
+            "Test images and reconstructions",
+            "reconstructions.png",
+            lambda: reconstruction_grid(
+                data.test_images[:N_RECON],
+                {who: recon[:N_RECON]},
+                folder / "reconstructions.png",
+                title="test images (top) and their reconstructions" + ("" if run.method.generative else " by a decoder fitted afterwards"),
+            ),
+        )
     samples = evaluation.artefacts.get("samples")
     if samples is not None:
-        _figure(figs, "Class-conditional samples", "samples.png", lambda: sample_grid(
-            samples.float() / 255, evaluation.artefacts["sample_labels"], data.classes, folder / "samples.png",
-            SAMPLES_PER_CLASS, title=f"{who}: samples from one Gaussian per class fitted to the training representations"))
+        _figure(
+            figs,
+            "Class-conditional samples",
+            "samples.png",
+            lambda: sample_grid(
+                samples.float() / 255,
+                evaluation.artefacts["sample_labels"],
+                data.classes,
+                folder / "samples.png",
+                SAMPLES_PER_CLASS,
+                title=f"{who}: samples from one Gaussian per class fitted to the training representations",
+            ),
+        )
     if run.method.has_decoder:
+
         def augmentations():
             images, views = augmented_views(data, run.augment_spec, eval_cfg.seed)
-            augmentation_grid(images, views, {who: reconstruct_views(run, images, views)}, folder / "augmentations.png",
-                              title="test images, augmented views, and their reconstructions (row below each)")
+            augmentation_grid(
+                images,
+                views,
+                {who: reconstruct_views(run, images, views)},
+                folder / "augmentations.png",
+                title="test images, augmented views, and their reconstructions (row below each)",
+            )
 
         _figure(figs, "What survives an augmentation: views and their reconstructions", "augmentations.png", augmentations)
 
         def traversal():
             frames = latent_traversal(run.decode, evaluation.train_x[:10000], 4, TRAVERSAL_STEPS)
-            traversal_grid(frames, list(TRAVERSAL_STEPS), folder / "traversal.png",
-                           title=f"{who}: the mean representation moved along its top principal directions")
+            traversal_grid(
+                frames,
+                list(TRAVERSAL_STEPS),
+                folder / "traversal.png",
+                title=f"{who}: the mean representation moved along its top principal directions",
+            )
 
         _figure(figs, "Latent traversal along the top principal directions", "traversal.png", traversal)
     if eval_cfg.map_points > 0:
-        _figure(figs, "Test representations, coloured by class", "latent_map.png", lambda: latent_map(
-            evaluation.test_x, data.test_labels, data.classes if data.has_labels else ["images"], folder / "latent_map.png",
-            eval_cfg.map_points, eval_cfg.seed, title=f"{method} on {cfg.train.dataset}: test representations (t-SNE)"))
+        _figure(
+            figs,
+            "Test representations, coloured by class",
+            "latent_map.png",
+            lambda: latent_map(
+                evaluation.test_x,
+                data.test_labels,
+                data.classes if data.has_labels else ["images"],
+                folder / "latent_map.png",
+                eval_cfg.map_points,
+                eval_cfg.seed,
+                title=f"{method} on {cfg.train.dataset}: test representations (t-SNE)",
+            ),
+        )
     loss_name = "negative ELBO_SSL" if method == "simvae" else f"{method} loss"
 
     def curve():

@@ -81,11 +81,11 @@ def welch_p(a: tuple, b: tuple) -> float | None:
     (ma, sa, na), (mb, sb, nb) = a, b
     if sa is None or sb is None or na < 2 or nb < 2:
         return None
-    var = sa ** 2 + sb ** 2
+    var = sa**2 + sb**2
     if var == 0:
         return 0.0 if ma != mb else 1.0
     t = (ma - mb) / math.sqrt(var)
-    dof = var ** 2 / (sa ** 4 / (na - 1) + sb ** 4 / (nb - 1))
+    dof = var**2 / (sa**4 / (na - 1) + sb**4 / (nb - 1))
     from scipy.stats import t as student
 
     return float(2 * student.sf(abs(t), dof))
@@ -100,7 +100,7 @@ def judge(c: Comparison) -> Comparison:
         c.verdict, c.why = "not resolved", "one seed: no standard error"
         return c
     diff = (mb - ma) if c.lower_is_better else (ma - mb)
-    se = math.sqrt(sa ** 2 + sb ** 2)
+    se = math.sqrt(sa**2 + sb**2)
     c.p_value = welch_p(c.ours, c.theirs)
     if se == 0:
         c.verdict = "supported" if diff > 0 else "contradicted" if diff < 0 else "not resolved"
@@ -135,8 +135,15 @@ def _compare(groups, dataset, others, metrics, claim: Claim) -> None:
             if other not in groups:
                 continue
             ps, po = paper_value(key, "simvae", dataset), paper_value(key, other, dataset)
-            c = Comparison(name, key if fn is None else "mlp_acc", other, _stats(simvae, fn or key), _stats(groups[other], fn or key),
-                           lower, (ps[0], po[0]) if ps and po else None)
+            c = Comparison(
+                name,
+                key if fn is None else "mlp_acc",
+                other,
+                _stats(simvae, fn or key),
+                _stats(groups[other], fn or key),
+                lower,
+                (ps[0], po[0]) if ps and po else None,
+            )
             claim.comparisons.append(judge(c))
     claim.verdict = _overall(claim.comparisons)
 
@@ -145,22 +152,36 @@ def build_claims(grid: dict) -> list[Claim]:
     """The claims H1, H2, H3 and T7 tested on a reproduce grid's runs (see the module's text)."""
     dataset = grid["dataset"]
     groups = {m: runs for m, runs in method_groups(grid).items() if runs}
-    test = (f"SimVAE minus the other method (lower-is-better metrics: the other minus SimVAE) against {Z:g} combined "
-            "standard errors over seeds; Welch's t-test p-value shown")
+    test = (
+        f"SimVAE minus the other method (lower-is-better metrics: the other minus SimVAE) against {Z:g} combined "
+        "standard errors over seeds; Welch's t-test p-value shown"
+    )
     content = [("mlp_acc", "MLP probe", None, False), ("knn_acc", "k-NN", None, False)]
     claims = []
-    h1 = Claim("H1", "On MNIST and Fashion-MNIST, SimVAE at least matches each discriminative method (SimCLR, MoCo, "
-                     "MoCo v2, VICReg) on content (MLP probe and k-NN accuracy). Paper: " + STATEMENTS["H1"], test)
+    h1 = Claim(
+        "H1",
+        "On MNIST and Fashion-MNIST, SimVAE at least matches each discriminative method (SimCLR, MoCo, "
+        "MoCo v2, VICReg) on content (MLP probe and k-NN accuracy). Paper: " + STATEMENTS["H1"],
+        test,
+    )
     _compare(groups, dataset, DISCRIMINATIVE, content, h1)
     if dataset not in ("mnist", "fashion-mnist"):
-        h1.note = (f"H1 is stated for data sets that can be well modelled (MNIST, Fashion-MNIST here); on "
-                   f"{DATASET_LABELS.get(dataset, dataset)} the comparisons are shown but give no verdict.")
+        h1.note = (
+            f"H1 is stated for data sets that can be well modelled (MNIST, Fashion-MNIST here); on "
+            f"{DATASET_LABELS.get(dataset, dataset)} the comparisons are shown but give no verdict."
+        )
         h1.verdict = "not resolved"
     claims.append(h1)
 
     style, _ = style_targets(groups)
-    h2 = Claim("H2", "SimVAE keeps more style than each discriminative method (MLP probe accuracy on the style targets"
-                     + (": hair colour" if "hair_colour" in style else ", their mean") + "). Paper: " + STATEMENTS["H2"], test)
+    h2 = Claim(
+        "H2",
+        "SimVAE keeps more style than each discriminative method (MLP probe accuracy on the style targets"
+        + (": hair colour" if "hair_colour" in style else ", their mean")
+        + "). Paper: "
+        + STATEMENTS["H2"],
+        test,
+    )
     if style:
         targets = ["hair_colour"] if "hair_colour" in style else style
 
@@ -174,15 +195,13 @@ def build_claims(grid: dict) -> list[Claim]:
         h2.note = "The runs were not scored on style targets (evaluation 'style' skipped)."
     claims.append(h2)
 
-    h3 = Claim("H3", "SimVAE beats VAE, beta-VAE and CR-VAE on content (MLP probe and k-NN accuracy). Paper: "
-               + STATEMENTS["H3"], test)
+    h3 = Claim("H3", "SimVAE beats VAE, beta-VAE and CR-VAE on content (MLP probe and k-NN accuracy). Paper: " + STATEMENTS["H3"], test)
     _compare(groups, dataset, GENERATIVE_BASELINES, content, h3)
     claims.append(h3)
 
     has_fid = any("fid" in r for runs in groups.values() for r in runs)
     fid = ("fid", "FID", None, True) if has_fid else ("classifier_fid", "classifier FID (Inception FID not measured)", None, True)
-    t7 = Claim("T7", "SimVAE has a lower reconstruction MSE and FID than VAE, beta-VAE and CR-VAE. Paper: "
-               + STATEMENTS["T7"], test)
+    t7 = Claim("T7", "SimVAE has a lower reconstruction MSE and FID than VAE, beta-VAE and CR-VAE. Paper: " + STATEMENTS["T7"], test)
     _compare(groups, dataset, GENERATIVE_BASELINES, [("recon_mse", "MSE", None, True), fid], t7)
     if not has_fid:
         t7.note = "FID was not measured (off on a CPU by default): the classifier FID stands in for it."
@@ -198,23 +217,36 @@ def build_claims(grid: dict) -> list[Claim]:
 def claims_section(grid: dict) -> Section:
     """The claims as a report section: one line per claim with its verdict, then each claim's figures."""
     claims = build_claims(grid)
-    blocks = [Table(["claim", "verdict", "comparisons (supported / contradicted / not resolved)"],
-                    [[c.name, c.verdict, " / ".join(str(sum(x.verdict == v for x in c.comparisons)) for v in VERDICTS)]
-                     for c in claims],
-                    f"The paper's hypotheses tested at this grid's budget on {DATASET_LABELS.get(grid['dataset'], grid['dataset'])}. "
-                    f"Test: {claims[0].test}. One seed gives no standard error, so no verdict.")]
+    blocks = [
+        Table(
+            ["claim", "verdict", "comparisons (supported / contradicted / not resolved)"],
+            [[c.name, c.verdict, " / ".join(str(sum(x.verdict == v for x in c.comparisons)) for v in VERDICTS)] for c in claims],
+            f"The paper's hypotheses tested at this grid's budget on {DATASET_LABELS.get(grid['dataset'], grid['dataset'])}. "
+            f"Test: {claims[0].test}. One seed gives no standard error, so no verdict.",
+        )
+    ]
     for c in claims:
         rows = []
         for x in c.comparisons:
-            rows.append([x.metric, METHOD_LABELS.get(x.other, x.other),
-                         format_value(x.key, x.ours[0], x.ours[1]) if x.ours[0] is not None else "–",
-                         format_value(x.key, x.theirs[0], x.theirs[1]) if x.theirs[0] is not None else "–",
-                         f"{x.ours[2]} / {x.theirs[2]}",
-                         f"{x.p_value:.3g}" if x.p_value is not None else "–",
-                         x.verdict + (f" ({x.why})" if x.why else ""),
-                         f"{_fmt(x.key, x.paper[0])} vs {_fmt(x.key, x.paper[1])}" if x.paper else "–"])
-        blocks.append(Table(["metric", "other", "SimVAE (ours)", "other (ours)", "seeds", "Welch p", "verdict",
-                             "paper: SimVAE vs other"], rows, f"{c.name}: {c.verdict}. {c.statement}"))
+            rows.append(
+                [
+                    x.metric,
+                    METHOD_LABELS.get(x.other, x.other),
+                    format_value(x.key, x.ours[0], x.ours[1]) if x.ours[0] is not None else "–",
+                    format_value(x.key, x.theirs[0], x.theirs[1]) if x.theirs[0] is not None else "–",
+                    f"{x.ours[2]} / {x.theirs[2]}",
+                    f"{x.p_value:.3g}" if x.p_value is not None else "–",
+                    x.verdict + (f" ({x.why})" if x.why else ""),
+                    f"{_fmt(x.key, x.paper[0])} vs {_fmt(x.key, x.paper[1])}" if x.paper else "–",
+                ]
+            )
+        blocks.append(
+            Table(
+                ["metric", "other", "SimVAE (ours)", "other (ours)", "seeds", "Welch p", "verdict", "paper: SimVAE vs other"],
+                rows,
+                f"{c.name}: {c.verdict}. {c.statement}",
+            )
+        )
         if c.note:
             blocks.append(Note(c.note))
     return Section("Claims", blocks)

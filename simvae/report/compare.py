@@ -46,10 +46,25 @@ _ABSENT = "(absent)"  # a key one run's config has and another's lacks (written 
 # Short names of the keys that tell a method's rows apart (labels stay short enough for a figure);
 # comparison.md's notes spell each one out.
 ABBREVIATIONS = {
-    "epochs": "ep", "train_subset": "sub", "views_per_step": "vps", "batch_size": "bs", "n_views": "J",
-    "latent_dim": "d", "prior_var": "pv", "likelihood_var": "lv", "network": "net", "binarize": "bin",
-    "precision": "prec", "augment": "aug", "temperature": "T", "image_size": "px", "channels": "ch",
-    "max_train_images": "eval-n", "probe_max_epochs": "probe-ep", "gmm_restarts": "gmm-r", "val_size": "val",
+    "epochs": "ep",
+    "train_subset": "sub",
+    "views_per_step": "vps",
+    "batch_size": "bs",
+    "n_views": "J",
+    "latent_dim": "d",
+    "prior_var": "pv",
+    "likelihood_var": "lv",
+    "network": "net",
+    "binarize": "bin",
+    "precision": "prec",
+    "augment": "aug",
+    "temperature": "T",
+    "image_size": "px",
+    "channels": "ch",
+    "max_train_images": "eval-n",
+    "probe_max_epochs": "probe-ep",
+    "gmm_restarts": "gmm-r",
+    "val_size": "val",
 }
 BUDGET_MARK, EVAL_MARK = "†", "‡"
 MAX_LABEL_PARTS = 3  # further differing keys are counted ("+2 more"), not listed
@@ -202,9 +217,16 @@ def read_runs(run_dirs: list[Path]) -> "OrderedDict[str, list[dict]]":
             cfg["state.model_step"] = json.dumps(m.get("model_step"))
         datasets.add(m.get("dataset"))
         sig = eval_signature(config, m.get("eval_config"))
-        runs.append({**m, "_dir": str(d), "_config": cfg, "_budget": run_budget(m, _summary(d), config),
-                     "_eval": m.get("eval_name") or ("quick" if (m.get("eval_config") or {}).get("quick") else None),
-                     "_eval_sig": None if sig is None else tuple(sorted(sig.items()))})
+        runs.append(
+            {
+                **m,
+                "_dir": str(d),
+                "_config": cfg,
+                "_budget": run_budget(m, _summary(d), config),
+                "_eval": m.get("eval_name") or ("quick" if (m.get("eval_config") or {}).get("quick") else None),
+                "_eval_sig": None if sig is None else tuple(sorted(sig.items())),
+            }
+        )
     if len(datasets) > 1:
         raise RunDirError(f"runs on different data sets ({', '.join(sorted(map(str, datasets)))}) cannot share one table")
 
@@ -226,8 +248,12 @@ def read_runs(run_dirs: list[Path]) -> "OrderedDict[str, list[dict]]":
         if key is None:
             parts = ["no config.json"] if configs else []
         else:
-            parts = [f"eval={members[0]['_eval'] or '?'}" if k == "eval" else
-                     f"{_abbrev(n)}={_fmt_value(k, members[0]['_config'].get(k, _ABSENT))}" for k, n in zip(split, names)]
+            parts = [
+                f"eval={members[0]['_eval'] or '?'}"
+                if k == "eval"
+                else f"{_abbrev(n)}={_fmt_value(k, members[0]['_config'].get(k, _ABSENT))}"
+                for k, n in zip(split, names)
+            ]
             if len(parts) > MAX_LABEL_PARTS:
                 parts = parts[:MAX_LABEL_PARTS] + [f"+{len(parts) - MAX_LABEL_PARTS} more"]
         label = f"{method} ({', '.join(parts)})" if parts else str(method)
@@ -266,10 +292,16 @@ def comparability(groups) -> dict:
     other settings than eval_ref), "marks" (label -> "", "†", "‡" or "†‡")}."""
     budget_ref = _reference(groups, lambda r: _budget_key(r["_budget"]) if r["_budget"]["epochs"] is not None else None)
     eval_ref = _reference(groups, lambda r: r["_eval_sig"])
-    budget = [label for label, runs in groups.items() if budget_ref is not None and label != budget_ref
-              and _budget_differs(runs[0]["_budget"], groups[budget_ref][0]["_budget"])]
-    evals = [label for label, runs in groups.items() if eval_ref is not None and runs[0]["_eval_sig"] is not None
-             and runs[0]["_eval_sig"] != groups[eval_ref][0]["_eval_sig"]]
+    budget = [
+        label
+        for label, runs in groups.items()
+        if budget_ref is not None and label != budget_ref and _budget_differs(runs[0]["_budget"], groups[budget_ref][0]["_budget"])
+    ]
+    evals = [
+        label
+        for label, runs in groups.items()
+        if eval_ref is not None and runs[0]["_eval_sig"] is not None and runs[0]["_eval_sig"] != groups[eval_ref][0]["_eval_sig"]
+    ]
     marks = {label: (BUDGET_MARK if label in budget else "") + (EVAL_MARK if label in evals else "") for label in groups}
     return {"budget_ref": budget_ref, "eval_ref": eval_ref, "budget": budget, "eval": evals, "marks": marks}
 
@@ -284,10 +316,12 @@ def comparability_notes(groups, comp: dict) -> list[str]:
     kinds = {"full": "the full protocol", "quick": "the quick preset", "custom": "custom settings", "?": "settings unknown"}
     if comp["budget"]:
         ref = comp["budget_ref"]
-        notes.append(f"{BUDGET_MARK} training budget unlike the reference row's: {ref} trained "
-                     f"{describe_budget(groups[ref][0]['_budget'])}; "
-                     + "; ".join(f"{label} {describe_budget(groups[label][0]['_budget'])}" for label in comp["budget"])
-                     + f". {_its(comp['budget'])} figures are not comparable with the others'.")
+        notes.append(
+            f"{BUDGET_MARK} training budget unlike the reference row's: {ref} trained "
+            f"{describe_budget(groups[ref][0]['_budget'])}; "
+            + "; ".join(f"{label} {describe_budget(groups[label][0]['_budget'])}" for label in comp["budget"])
+            + f". {_its(comp['budget'])} figures are not comparable with the others'."
+        )
     if comp["eval"]:
         ref = comp["eval_ref"]
 
@@ -295,9 +329,11 @@ def comparability_notes(groups, comp: dict) -> list[str]:
             name = groups[label][0]["_eval"]
             return f"{name or 'an evaluation'} ({kinds[eval_kind(name)]})"
 
-        notes.append(f"{EVAL_MARK} evaluation unlike the reference row's: {ref} was evaluated with {ev(ref)}; "
-                     + "; ".join(f"{label} with {ev(label)}" for label in comp["eval"])
-                     + f". {_its(comp['eval'])} figures are not comparable with the others'.")
+        notes.append(
+            f"{EVAL_MARK} evaluation unlike the reference row's: {ref} was evaluated with {ev(ref)}; "
+            + "; ".join(f"{label} with {ev(label)}" for label in comp["eval"])
+            + f". {_its(comp['eval'])} figures are not comparable with the others'."
+        )
     return notes
 
 
@@ -305,9 +341,16 @@ def columns_for(groups) -> list[tuple[str, str]]:
     """The table's columns: the headline metrics (content, generation), then the MLP probe of each
     other target the runs have (``style/flip``, ``hair_colour``; the many ``attr/`` targets are
     left to the per-attribute figure), content first, style after."""
-    targets = sorted({k.rsplit("/", 1)[0] for runs in groups.values() for r in runs for k in r
-                      if k.endswith("/" + TARGET_COLUMN) and not k.startswith("attr/")},
-                     key=lambda t: (t.startswith("style/"), t))
+    targets = sorted(
+        {
+            k.rsplit("/", 1)[0]
+            for runs in groups.values()
+            for r in runs
+            for k in r
+            if k.endswith("/" + TARGET_COLUMN) and not k.startswith("attr/")
+        },
+        key=lambda t: (t.startswith("style/"), t),
+    )
     return COLUMNS + [(f"{t}/{TARGET_COLUMN}", f"{t} MLP") for t in targets]
 
 
@@ -321,12 +364,19 @@ def chance_note(groups) -> str | None:
                     chances.setdefault(k.rsplit("/", 1)[0], v)
     if not chances:
         return None
-    return ("Style targets: what the augmentation did to one view of each image, predicted from its representation; "
-            "chance (the most frequent class): " + ", ".join(f"{t} {100 * v:.1f}" for t, v in sorted(chances.items())) + ".")
+    return (
+        "Style targets: what the augmentation did to one view of each image, predicted from its representation; "
+        "chance (the most frequent class): " + ", ".join(f"{t} {100 * v:.1f}" for t, v in sorted(chances.items())) + "."
+    )
 
 
-BUDGET_COLUMNS = [("epochs", "epochs"), ("steps", "steps"), ("train_images", "train images"),
-                  ("views_per_step", "views/step"), ("eval_name", "evaluation")]
+BUDGET_COLUMNS = [
+    ("epochs", "epochs"),
+    ("steps", "steps"),
+    ("train_images", "train images"),
+    ("views_per_step", "views/step"),
+    ("eval_name", "evaluation"),
+]
 
 
 def comparison_rows(groups, columns=None) -> list[dict]:
@@ -338,9 +388,18 @@ def comparison_rows(groups, columns=None) -> list[dict]:
     for label, runs in groups.items():
         b = runs[0]["_budget"]
         epochs = None if b["epochs"] is None else (f"{b['epochs']}+{b['epoch_step']}st" if b["epoch_step"] else b["epochs"])
-        row = {"method": runs[0].get("method", "?"), "label": label, "n_runs": len(runs), "mark": marks[label],
-               "epochs": epochs, "steps": b["steps"], "train_images": b["train_images"],
-               "views_per_step": b["views_per_step"], "eval_name": runs[0]["_eval"], "eval_kind": eval_kind(runs[0]["_eval"])}
+        row = {
+            "method": runs[0].get("method", "?"),
+            "label": label,
+            "n_runs": len(runs),
+            "mark": marks[label],
+            "epochs": epochs,
+            "steps": b["steps"],
+            "train_images": b["train_images"],
+            "views_per_step": b["views_per_step"],
+            "eval_name": runs[0]["_eval"],
+            "eval_kind": eval_kind(runs[0]["_eval"]),
+        }
         for key, _ in columns or COLUMNS:
             vals = [r[key] for r in runs if key in r]
             if vals:
@@ -357,10 +416,14 @@ def grouping_notes(groups) -> list[str]:
         method = runs[0].get("method", "?")
         if runs[0].get("_split") and method not in done:
             done.add(method)
-            named = [("evaluation settings (eval)" if n == "eval" else f"{n} ({_abbrev(n)})" if _abbrev(n) != n else n)
-                     for n in runs[0]["_split"]]
-            notes.append(f"Rows of {method} differ in {', '.join(named)}; runs share a row only when their whole "
-                         "configuration matches except the seed (and device, threads, data folder, checkpointing).")
+            named = [
+                ("evaluation settings (eval)" if n == "eval" else f"{n} ({_abbrev(n)})" if _abbrev(n) != n else n)
+                for n in runs[0]["_split"]
+            ]
+            notes.append(
+                f"Rows of {method} differ in {', '.join(named)}; runs share a row only when their whole "
+                "configuration matches except the seed (and device, threads, data folder, checkpointing)."
+            )
     bare = [r["_dir"] for runs in groups.values() for r in runs if r.get("_config") is None]
     if bare:
         notes.append(f"No config.json in {', '.join(bare)}: grouped by method only, so their rows may mix experiments.")
@@ -375,14 +438,19 @@ def _cell(value) -> str:
 
 def comparison_table(rows: list[dict], dataset: str, columns=None) -> Table:
     columns = columns or COLUMNS
-    cells = [[r.get("label", r["method"]) + r.get("mark", ""), str(r["n_runs"])]
-             + [format_value(key, r.get(key), r.get(key + "_se") if r["n_runs"] > 1 else None) for key, _ in columns]
-             + [_cell(r.get(key)) for key, _ in BUDGET_COLUMNS]
-             for r in rows]
-    return Table(["method", "runs"] + [name for _, name in columns] + [name for _, name in BUDGET_COLUMNS], cells,
-                 f"Test-set figures on {dataset} (accuracies in %; mean ± standard error over runs where runs > 1; "
-                 "recon. MSE per pixel in [0, 1], lower is better; FIDs lower is better), and what each row was trained "
-                 "and evaluated with (epochs and steps of the model evaluated; evaluation: full, quick or custom settings).")
+    cells = [
+        [r.get("label", r["method"]) + r.get("mark", ""), str(r["n_runs"])]
+        + [format_value(key, r.get(key), r.get(key + "_se") if r["n_runs"] > 1 else None) for key, _ in columns]
+        + [_cell(r.get(key)) for key, _ in BUDGET_COLUMNS]
+        for r in rows
+    ]
+    return Table(
+        ["method", "runs"] + [name for _, name in columns] + [name for _, name in BUDGET_COLUMNS],
+        cells,
+        f"Test-set figures on {dataset} (accuracies in %; mean ± standard error over runs where runs > 1; "
+        "recon. MSE per pixel in [0, 1], lower is better; FIDs lower is better), and what each row was trained "
+        "and evaluated with (epochs and steps of the model evaluated; evaluation: full, quick or custom settings).",
+    )
 
 
 def markdown_table(rows: list[dict], dataset: str, notes: list[str] = (), columns=None) -> str:
@@ -393,8 +461,7 @@ def _warn(line: str) -> None:
     print(f"simvae: warning: {line}", file=sys.stderr, flush=True)
 
 
-def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True, overwrite: bool = False,
-                 warn=_warn) -> list[Path]:
+def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True, overwrite: bool = False, warn=_warn) -> list[Path]:
     """Write comparison.md, comparison.csv and (where a run has a checkpoint) reconstructions.png into
     ``out_dir``; return the paths written. ``warn(line)`` (default: a line on stderr) is called once
     when rows differ in budget or evaluation settings (``comparability``).
@@ -404,8 +471,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True, overw
     out_dir = Path(out_dir)
     md = out_dir / "comparison.md"
     if md.exists() and not overwrite:
-        raise RunDirError(f"{out_dir} already holds a comparison ({md.name}); pass --overwrite to replace it "
-                          "or choose another --out")
+        raise RunDirError(f"{out_dir} already holds a comparison ({md.name}); pass --overwrite to replace it or choose another --out")
     groups = read_runs(run_dirs)
     columns = columns_for(groups)
     rows = comparison_rows(groups, columns)
@@ -422,46 +488,76 @@ def compare_runs(run_dirs: list[Path], out_dir: Path, figure: bool = True, overw
             notes.append("No reconstruction figure: no run has a checkpoint.pt and a config.json.")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    report = Report("simvae comparison", [
-        Section("Results", [comparison_table(rows, dataset, columns)] + [Note(f"Note: {n}") for n in notes]),
-        Section("Runs", [Note("\n".join(f"- {label}{comp['marks'][label]}: {', '.join(r['_dir'] for r in runs)}"
-                                         for label, runs in groups.items()))]),
-    ])
+    report = Report(
+        "simvae comparison",
+        [
+            Section("Results", [comparison_table(rows, dataset, columns)] + [Note(f"Note: {n}") for n in notes]),
+            Section(
+                "Runs",
+                [
+                    Note(
+                        "\n".join(
+                            f"- {label}{comp['marks'][label]}: {', '.join(r['_dir'] for r in runs)}" for label, runs in groups.items()
+                        )
+                    )
+                ],
+            ),
+        ],
+    )
     for title, fname, caption in content_style_figures(groups, rows, out_dir, comp["marks"]):
         report.sections.insert(1, Section(title, [Figure(fname, caption)]))
         paths.append(out_dir / fname)
     if shown:
-        report.sections.insert(1, Section("Reconstructions", [Figure("reconstructions.png", "the same test images, "
-                                                                    "reconstructed by each row's first run"),
-                                                             Figure("augmentations.png", "augmented views and each "
-                                                                    "row's reconstructions of them")]))
+        report.sections.insert(
+            1,
+            Section(
+                "Reconstructions",
+                [
+                    Figure("reconstructions.png", "the same test images, reconstructed by each row's first run"),
+                    Figure("augmentations.png", "augmented views and each row's reconstructions of them"),
+                ],
+            ),
+        )
     md.write_text(to_markdown(report))
     csv_path = out_dir / "comparison.csv"
-    fields = (["method", "n_runs"] + [k for key, _ in columns for k in (key, key + "_se")] + ["label"]
-              + [key for key, _ in BUDGET_COLUMNS] + ["eval_kind", "comparable"])
+    fields = (
+        ["method", "n_runs"]
+        + [k for key, _ in columns for k in (key, key + "_se")]
+        + ["label"]
+        + [key for key, _ in BUDGET_COLUMNS]
+        + ["eval_kind", "comparable"]
+    )
     with open(csv_path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for r in rows:
-            w.writerow({**{k: r.get(k, "") for k in fields},
-                        "comparable": {"": "yes", BUDGET_MARK: "no: budget", EVAL_MARK: "no: evaluation"}.get(
-                            r["mark"], "no: budget, evaluation")})
+            w.writerow(
+                {
+                    **{k: r.get(k, "") for k in fields},
+                    "comparable": {"": "yes", BUDGET_MARK: "no: budget", EVAL_MARK: "no: evaluation"}.get(
+                        r["mark"], "no: budget, evaluation"
+                    ),
+                }
+            )
     paths = [md, csv_path] + paths
     if shown:
-        paths += reconstruction_figure({label + comp["marks"][label]: d for label, d in shown.items()},
-                                       out_dir / "reconstructions.png")
+        paths += reconstruction_figure({label + comp["marks"][label]: d for label, d in shown.items()}, out_dir / "reconstructions.png")
     marked = [label + comp["marks"][label] for label in groups if comp["marks"][label]]
     if marked and warn is not None:
         what = " and ".join(w for w, on in (("training budget", comp["budget"]), ("evaluation settings", comp["eval"])) if on)
-        warn(f"{', '.join(marked)} differ{'s' if len(marked) == 1 else ''} from the other rows in {what}: not comparable "
-             f"with them (see the notes in {md})")
+        warn(
+            f"{', '.join(marked)} differ{'s' if len(marked) == 1 else ''} from the other rows in {what}: not comparable "
+            f"with them (see the notes in {md})"
+        )
     return paths
 
 
 def _style_targets(groups) -> list[str]:
     """The non-content targets the runs were scored on (their MLP probe), content-like first."""
-    return sorted({k.rsplit("/", 1)[0] for runs in groups.values() for r in runs for k in r
-                   if k.endswith("/" + TARGET_COLUMN)}, key=lambda t: (t.startswith("style/"), t.startswith("attr/"), t))
+    return sorted(
+        {k.rsplit("/", 1)[0] for runs in groups.values() for r in runs for k in r if k.endswith("/" + TARGET_COLUMN)},
+        key=lambda t: (t.startswith("style/"), t.startswith("attr/"), t),
+    )
 
 
 def content_style_figures(groups, rows, out_dir: Path, marks: dict | None = None) -> list[tuple[str, str, str]]:
@@ -473,8 +569,14 @@ def content_style_figures(groups, rows, out_dir: Path, marks: dict | None = None
     from .figures import content_style_scatter, target_accuracies_and_gains
 
     marks = marks if marks is not None else comparability(groups)["marks"]
-    mark_note = (f"{BUDGET_MARK} trained with another budget, {EVAL_MARK} evaluated with other settings than the other rows: "
-                 "not comparable with them (see comparison.md)") if any(marks.values()) else ""
+    mark_note = (
+        (
+            f"{BUDGET_MARK} trained with another budget, {EVAL_MARK} evaluated with other settings than the other rows: "
+            "not comparable with them (see comparison.md)"
+        )
+        if any(marks.values())
+        else ""
+    )
 
     targets = _style_targets(groups)
     if not targets:
@@ -485,37 +587,58 @@ def content_style_figures(groups, rows, out_dir: Path, marks: dict | None = None
     points = []
     for label, runs in groups.items():
         xs = [r["mlp_acc"] for r in runs if "mlp_acc" in r]
-        ys = [sum(r[f"{t}/{TARGET_COLUMN}"] for t in style) / len(style) for r in runs
-              if all(f"{t}/{TARGET_COLUMN}" in r for t in style)]
+        ys = [sum(r[f"{t}/{TARGET_COLUMN}"] for t in style) / len(style) for r in runs if all(f"{t}/{TARGET_COLUMN}" in r for t in style)]
         if xs and ys:
             (x, x_se), (y, y_se) = mean_se(xs), mean_se(ys)
             points.append({"label": label + marks.get(label, ""), "x": x, "y": y, "x_se": x_se, "y_se": y_se})
     out = []
     if points:
-        content_style_scatter(points, out_dir / "content_style.png", "content: MLP probe on the class (%)",
-                              f"style: MLP probe, {what} (%)", "content against style (test set)", note=mark_note)
-        out.append(("Content against style", "content_style.png",
-                    f"x: content accuracy; y: {what} ({listed}); error bars: standard error over runs"
-                    + ("; † / ‡: trained / evaluated unlike the other rows (see the notes)" if any(marks.values()) else "")))
+        content_style_scatter(
+            points,
+            out_dir / "content_style.png",
+            "content: MLP probe on the class (%)",
+            f"style: MLP probe, {what} (%)",
+            "content against style (test set)",
+            note=mark_note,
+        )
+        out.append(
+            (
+                "Content against style",
+                "content_style.png",
+                f"x: content accuracy; y: {what} ({listed}); error bars: standard error over runs"
+                + ("; † / ‡: trained / evaluated unlike the other rows (see the notes)" if any(marks.values()) else ""),
+            )
+        )
     simvae_rows = [r["label"] for r in rows if r["method"] == "simvae"]  # an unmarked one where there is one
     reference = next((label for label in simvae_rows if not marks.get(label)), simvae_rows[0] if simvae_rows else None)
     if reference is not None and len(rows) > 1:
+
         def mean_of(runs, key):
             vals = [r[key] for r in runs if key in r]
             return mean_se(vals)[0] if vals else float("nan")
 
-        accs = {label + marks.get(label, ""): [mean_of(runs, f"{t}/{TARGET_COLUMN}") for t in targets]
-                for label, runs in groups.items()}
+        accs = {label + marks.get(label, ""): [mean_of(runs, f"{t}/{TARGET_COLUMN}") for t in targets] for label, runs in groups.items()}
         first = [r for runs in groups.values() for r in runs]
         chance = [next((r[f"{t}/chance"] for r in first if f"{t}/chance" in r), float("nan")) for t in targets]
         ref = reference + marks.get(reference, "")
-        target_accuracies_and_gains(targets, accs, ref, out_dir / "target_gains.png",
-                                    "MLP probe accuracy per target, and the reference row's gain over each row",
-                                    chance=chance, note=mark_note)
-        out.append(("Per-target accuracy and SimVAE's gains", "target_gains.png",
-                    "top: test accuracy of the MLP probe per target (grey bars: chance, the most frequent test "
-                    f"class, where recorded); bottom: the reference row {ref} minus each other row, in points"
-                    + ("; † / ‡: trained / evaluated unlike the other rows (see the notes)" if any(marks.values()) else "")))
+        target_accuracies_and_gains(
+            targets,
+            accs,
+            ref,
+            out_dir / "target_gains.png",
+            "MLP probe accuracy per target, and the reference row's gain over each row",
+            chance=chance,
+            note=mark_note,
+        )
+        out.append(
+            (
+                "Per-target accuracy and SimVAE's gains",
+                "target_gains.png",
+                "top: test accuracy of the MLP probe per target (grey bars: chance, the most frequent test "
+                f"class, where recorded); bottom: the reference row {ref} minus each other row, in points"
+                + ("; † / ‡: trained / evaluated unlike the other rows (see the notes)" if any(marks.values()) else ""),
+            )
+        )
     return out
 
 
@@ -526,14 +649,20 @@ def figure_runs(groups) -> tuple[dict[str, str], list[str]]:
 
     shown, skipped = {}, []
     for label, runs in groups.items():
-        usable = [r["_dir"] for r in runs if (Path(r["_dir"]) / CHECKPOINT_NAME).is_file()
-                  and (Path(r["_dir"]) / "config.json").is_file()
-                  and ("recon_mse" in r or (Path(r["_dir"]) / "decoder.pt").is_file())]
+        usable = [
+            r["_dir"]
+            for r in runs
+            if (Path(r["_dir"]) / CHECKPOINT_NAME).is_file()
+            and (Path(r["_dir"]) / "config.json").is_file()
+            and ("recon_mse" in r or (Path(r["_dir"]) / "decoder.pt").is_file())
+        ]
         if usable:
             shown[label] = usable[0]
         else:
-            skipped.append(f"{label} left out (no {CHECKPOINT_NAME}, config.json and decoder in "
-                           f"{', '.join(r['_dir'] for r in runs)}; 'simvae evaluate' fits a discriminative run's decoder)")
+            skipped.append(
+                f"{label} left out (no {CHECKPOINT_NAME}, config.json and decoder in "
+                f"{', '.join(r['_dir'] for r in runs)}; 'simvae evaluate' fits a discriminative run's decoder)"
+            )
     return shown, skipped
 
 
@@ -564,7 +693,11 @@ def reconstruction_figure(shown: dict[str, str], path: Path) -> list[Path]:
     reconstruction_grid(images, rows, path, title="the same test images, reconstructed by each method")
     out = [path]
     if aug_rows:
-        augmentation_grid(*aug, aug_rows, path.with_name("augmentations.png"),
-                          title="test images and augmented views (first row of each), reconstructed by each method")
+        augmentation_grid(
+            *aug,
+            aug_rows,
+            path.with_name("augmentations.png"),
+            title="test images and augmented views (first row of each), reconstructed by each method",
+        )
         out.append(path.with_name("augmentations.png"))
     return out

@@ -44,17 +44,21 @@ def check_mappable(x: np.ndarray) -> None:
         raise ValueError("the representations contain NaN or inf")
     distinct = len(np.unique(x.round(decimals=12), axis=0))
     if distinct < min(MIN_DISTINCT_ROWS, len(x)):
-        raise ValueError(f"degenerate representations: {len(x)} points have only {distinct} distinct "
-                         "representation" + ("" if distinct == 1 else "s") + " (a collapsed encoder); nothing to map")
+        raise ValueError(
+            f"degenerate representations: {len(x)} points have only {distinct} distinct "
+            "representation" + ("" if distinct == 1 else "s") + " (a collapsed encoder); nothing to map"
+        )
     spread = float(np.sqrt(x.var(0).sum()))
     scale = max(float(np.abs(x).mean()), 1.0)
     if spread <= MIN_RELATIVE_SPREAD * scale:
-        raise ValueError(f"degenerate representations: almost no variance (total standard deviation {spread:.2g}, "
-                         "a collapsed encoder); nothing to map")
+        raise ValueError(
+            f"degenerate representations: almost no variance (total standard deviation {spread:.2g}, a collapsed encoder); nothing to map"
+        )
 
 
-def latent_map(reps: torch.Tensor, labels: torch.Tensor, classes: list[str], path: Path, n_points: int = 3000,
-               seed: int = 0, title: str = "") -> str:
+def latent_map(
+    reps: torch.Tensor, labels: torch.Tensor, classes: list[str], path: Path, n_points: int = 3000, seed: int = 0, title: str = ""
+) -> str:
     """2-D t-SNE map of (a random subset of) the representations, coloured by class.
 
     Raises ValueError before t-SNE for representations it cannot map: non-finite, too few points,
@@ -134,22 +138,20 @@ def _grid(rows: list[torch.Tensor], row_labels: list[str], path: Path, title: st
     plt.close(fig)
 
 
-def sample_grid(samples: torch.Tensor, labels: torch.Tensor, classes: list[str], path: Path, per_class: int = 10,
-                title: str = "") -> None:
+def sample_grid(samples: torch.Tensor, labels: torch.Tensor, classes: list[str], path: Path, per_class: int = 10, title: str = "") -> None:
     """Class-conditional samples (paper Fig. 10): one row per class, ``per_class`` samples each."""
     rows = [samples[labels == k][:per_class] for k in range(len(classes))]
     keep = [i for i, r in enumerate(rows) if r.shape[0]]
     _grid([rows[i] for i in keep], [str(classes[i]) for i in keep], path, title)
 
 
-def augmentation_grid(images: torch.Tensor, views: torch.Tensor, recons: dict[str, torch.Tensor], path: Path,
-                      title: str = "") -> None:
+def augmentation_grid(images: torch.Tensor, views: torch.Tensor, recons: dict[str, torch.Tensor], path: Path, title: str = "") -> None:
     """For each image: a row with the image and its augmented views, then one row per entry of
     ``recons`` (label -> reconstructions [n, 1 + J, C, H, W] of the image and of each view).
     images [n, C, H, W], views [n, J, C, H, W], floats in [0, 1]."""
     rows, labels = [], []
     for i in range(images.shape[0]):
-        rows.append(torch.cat([images[i:i + 1], views[i]]))
+        rows.append(torch.cat([images[i : i + 1], views[i]]))
         labels.append(f"image {i + 1}")
         for label, rec in recons.items():
             rows.append(rec[i])
@@ -173,17 +175,23 @@ def _footnote(fig, note: str) -> None:
         fig.tight_layout()
 
 
-def content_style_scatter(points: list[dict], path: Path, x_label: str, y_label: str, title: str = "",
-                          note: str = "") -> None:
+def content_style_scatter(points: list[dict], path: Path, x_label: str, y_label: str, title: str = "", note: str = "") -> None:
     """One point per comparison row (``label``, ``x``, ``y``, optional ``x_se``/``y_se``), with
     error bars where a row averages several runs (paper Fig. 5, middle: content vs style); ``note``
     under the axes."""
     fig, ax = plt.subplots(figsize=(6.2, 5))
     cmap = plt.get_cmap("tab10")
     for i, p in enumerate(points):
-        ax.errorbar(100 * p["x"], 100 * p["y"], xerr=100 * p["x_se"] if p.get("x_se") else None,
-                    yerr=100 * p["y_se"] if p.get("y_se") else None,
-                    fmt="o", color=cmap(i % 10), capsize=3, label=p["label"])
+        ax.errorbar(
+            100 * p["x"],
+            100 * p["y"],
+            xerr=100 * p["x_se"] if p.get("x_se") else None,
+            yerr=100 * p["y_se"] if p.get("y_se") else None,
+            fmt="o",
+            color=cmap(i % 10),
+            capsize=3,
+            label=p["label"],
+        )
         ax.annotate(p["label"], (100 * p["x"], 100 * p["y"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
@@ -195,8 +203,15 @@ def content_style_scatter(points: list[dict], path: Path, x_label: str, y_label:
     plt.close(fig)
 
 
-def target_accuracies_and_gains(targets: list[str], rows: dict[str, list[float]], reference: str, path: Path,
-                                title: str = "", chance: list[float] | None = None, note: str = "") -> None:
+def target_accuracies_and_gains(
+    targets: list[str],
+    rows: dict[str, list[float]],
+    reference: str,
+    path: Path,
+    title: str = "",
+    chance: list[float] | None = None,
+    note: str = "",
+) -> None:
     """Per-target test accuracy of each row (top) and the gain of the ``reference`` row over each
     other row (bottom), in percentage points (paper Fig. 5 right and Fig. 6). ``rows`` maps a row
     label to its accuracies in ``targets`` order (NaN where missing); ``chance`` (same order, NaN
@@ -208,8 +223,14 @@ def target_accuracies_and_gains(targets: list[str], rows: dict[str, list[float]]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(7.0, 0.45 * len(targets) + 3), 7.5), sharex=True)
     cmap = plt.get_cmap("tab10")
     for i, (label, accs) in enumerate(rows.items()):
-        top.plot(x, 100 * np.asarray(accs, dtype=float), "o" if label != reference else "*",
-                 ms=5 if label != reference else 10, color="k" if label == reference else cmap(i % 10), label=label)
+        top.plot(
+            x,
+            100 * np.asarray(accs, dtype=float),
+            "o" if label != reference else "*",
+            ms=5 if label != reference else 10,
+            color="k" if label == reference else cmap(i % 10),
+            label=label,
+        )
     if chance is not None and np.isfinite(np.asarray(chance, dtype=float)).any():
         top.plot(x, 100 * np.asarray(chance, dtype=float), "_", ms=16, mew=2, color="0.6", label="chance", zorder=0)
     ref = np.asarray(rows[reference], dtype=float)

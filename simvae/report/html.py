@@ -21,11 +21,13 @@ from ..rundir import atomic_write
 from .model import Code, Figure, Note, Report, Section, Table
 
 REPORT_HTML = "report.html"
-RUN_FIGURES = [("reconstructions.png", "test images and their reconstructions"),
-               ("samples.png", "class-conditional samples (paper Fig. 10)"),
-               ("augmentations.png", "augmented views and their reconstructions"),
-               ("latent_map.png", "t-SNE map of the test representations"),
-               ("loss_curve.png", "training loss")]
+RUN_FIGURES = [
+    ("reconstructions.png", "test images and their reconstructions"),
+    ("samples.png", "class-conditional samples (paper Fig. 10)"),
+    ("augmentations.png", "augmented views and their reconstructions"),
+    ("latent_map.png", "t-SNE map of the test representations"),
+    ("loss_curve.png", "training loss"),
+]
 
 
 def data_uri(path: Path) -> str | None:
@@ -40,8 +42,12 @@ def data_uri(path: Path) -> str | None:
 
 def _block(block, base: Path) -> dict:
     if isinstance(block, Table):
-        return {"kind": "table", "columns": [str(c) for c in block.columns],
-                "rows": [[str(c) for c in row] for row in block.rows], "caption": block.caption}
+        return {
+            "kind": "table",
+            "columns": [str(c) for c in block.columns],
+            "rows": [[str(c) for c in row] for row in block.rows],
+            "caption": block.caption,
+        }
     if isinstance(block, Figure):
         return {"kind": "figure", "path": block.path, "caption": block.caption, "src": data_uri(base / block.path)}
     if isinstance(block, Note):
@@ -55,11 +61,17 @@ def render_html(report: Report, base: str | Path) -> str:
     """The HTML text of ``report``; figure paths are relative to ``base`` and embedded."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("simvae.report", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("simvae.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
     base = Path(base)
-    model = {"title": report.title, "notes": [_block(n, base) for n in report.notes],
-             "sections": [{"title": s.title, "blocks": [_block(b, base) for b in s.blocks]} for s in report.sections]}
+    model = {
+        "title": report.title,
+        "notes": [_block(n, base) for n in report.notes],
+        "sections": [{"title": s.title, "blocks": [_block(b, base) for b in s.blocks]} for s in report.sections],
+    }
     return env.get_template("report.html.j2").render(report=model)
 
 
@@ -79,17 +91,36 @@ def _rel(path: Path, base: Path) -> str:
 
 def provenance_rows(name: str, summary: dict | None, metrics: dict | None) -> list[str]:
     s, m = summary or {}, metrics or {}
-    return [name, str(s.get("method", m.get("method", "?"))),
-            f"{s.get('epochs', '?')} of {s.get('epochs_planned', '?')}", str(s.get("steps", "?")),
-            f"{s.get('images_per_step', '?')} x {s.get('n_views', '?')}", str(s.get("train_images", "?")),
-            f"{s['train_seconds']:.0f} s" if isinstance(s.get("train_seconds"), (int, float)) else "?",
-            f"{m['eval_seconds']:.0f} s" if isinstance(m.get("eval_seconds"), (int, float)) else "–",
-            f"{s.get('device', '?')}, {s.get('threads', '?')} thr., {s.get('precision', '?')}",
-            str(s.get("simvae_commit") or "unknown"), str(s.get("host", "?")), str(s.get("date", "?"))]
+    return [
+        name,
+        str(s.get("method", m.get("method", "?"))),
+        f"{s.get('epochs', '?')} of {s.get('epochs_planned', '?')}",
+        str(s.get("steps", "?")),
+        f"{s.get('images_per_step', '?')} x {s.get('n_views', '?')}",
+        str(s.get("train_images", "?")),
+        f"{s['train_seconds']:.0f} s" if isinstance(s.get("train_seconds"), (int, float)) else "?",
+        f"{m['eval_seconds']:.0f} s" if isinstance(m.get("eval_seconds"), (int, float)) else "–",
+        f"{s.get('device', '?')}, {s.get('threads', '?')} thr., {s.get('precision', '?')}",
+        str(s.get("simvae_commit") or "unknown"),
+        str(s.get("host", "?")),
+        str(s.get("date", "?")),
+    ]
 
 
-PROVENANCE_COLUMNS = ["run", "method", "epochs", "steps", "images x views / step", "training images", "training time",
-                      "evaluation time", "device", "simvae commit", "host", "date"]
+PROVENANCE_COLUMNS = [
+    "run",
+    "method",
+    "epochs",
+    "steps",
+    "images x views / step",
+    "training images",
+    "training time",
+    "evaluation time",
+    "device",
+    "simvae commit",
+    "host",
+    "date",
+]
 
 
 def _run_figures(folder: Path, eval_folder: Path, base: Path, who: str) -> list[Figure]:
@@ -116,22 +147,49 @@ def run_report(folder: str | Path) -> Report:
         report.notes.append(Note(f"not evaluated yet: run 'simvae evaluate {folder}'", "warning"))
     else:
         if not metrics.get("finished", True):
-            report.notes.append(Note(f"the model evaluated did not finish training (epoch {metrics.get('model_epoch')} "
-                                     f"of {metrics.get('epochs_planned')})", "warning"))
+            report.notes.append(
+                Note(
+                    f"the model evaluated did not finish training (epoch {metrics.get('model_epoch')} of {metrics.get('epochs_planned')})",
+                    "warning",
+                )
+            )
         rows = [[metric(k).label, format_value(k, metrics[k])] for k in report_keys() if k in metrics]
-        report.sections.append(Section("Metrics (test set)", [Table(["metric", "value"], rows,
-                                                                    f"evaluation '{metrics.get('eval_name', '?')}'; accuracies in %")]))
+        report.sections.append(
+            Section(
+                "Metrics (test set)", [Table(["metric", "value"], rows, f"evaluation '{metrics.get('eval_name', '?')}'; accuracies in %")]
+            )
+        )
         targets = sorted({k.rsplit("/", 1)[0] for k in metrics if k.endswith("/mlp_acc")})
         if targets:
-            report.sections.append(Section("Other targets (style, attributes)", [Table(
-                ["target", "k-NN", "linear", "MLP", "chance"],
-                [[t] + [format_value(f"{t}/{k}", metrics.get(f"{t}/{k}")) for k in ("knn_acc", "linear_acc", "mlp_acc", "chance")]
-                 for t in targets], "accuracy on the test set (%)")]))
+            report.sections.append(
+                Section(
+                    "Other targets (style, attributes)",
+                    [
+                        Table(
+                            ["target", "k-NN", "linear", "MLP", "chance"],
+                            [
+                                [t]
+                                + [
+                                    format_value(f"{t}/{k}", metrics.get(f"{t}/{k}"))
+                                    for k in ("knn_acc", "linear_acc", "mlp_acc", "chance")
+                                ]
+                                for t in targets
+                            ],
+                            "accuracy on the test set (%)",
+                        )
+                    ],
+                )
+            )
     figs = _run_figures(folder, folder, folder, train.get("method", "run"))
     if figs:
         report.sections.append(Section("Figures", figs))
-    report.sections.append(Section("Provenance", [Table(PROVENANCE_COLUMNS, [provenance_rows(folder.name, summary, metrics)])]
-                                   + ([Code(json.dumps(summary, indent=2), "json")] if summary else [])))
+    report.sections.append(
+        Section(
+            "Provenance",
+            [Table(PROVENANCE_COLUMNS, [provenance_rows(folder.name, summary, metrics)])]
+            + ([Code(json.dumps(summary, indent=2), "json")] if summary else []),
+        )
+    )
     report.sections.append(Section("Configuration", [Code(json.dumps(config, indent=2), "json")]))
     return report
 
@@ -155,8 +213,12 @@ def grid_report(folder: str | Path) -> Report:
             report.sections.append(Section(title, [table] + [Note(n) for n in notes]))
         report.sections.insert(0, claims_section(grid))
     if done < len(grid["runs"]):
-        report.notes.append(Note(f"{len(grid['runs']) - done} of {len(grid['runs'])} runs are not evaluated yet: "
-                                 "their figures are missing from the tables", "warning"))
+        report.notes.append(
+            Note(
+                f"{len(grid['runs']) - done} of {len(grid['runs'])} runs are not evaluated yet: their figures are missing from the tables",
+                "warning",
+            )
+        )
     if grid.get("command"):
         report.notes.append(Note("command: " + " ".join(grid["command"])))
     figs, seen = [], set()
@@ -168,10 +230,21 @@ def grid_report(folder: str | Path) -> Report:
         who = r["name"]
         figs += _run_figures(Path(r["folder"]), Path(r["folder"]) / "eval" / r["eval_name"], folder, who)
     if figs:
-        report.sections.append(Section("Run figures (first evaluated seed of each " + ("method and value)" if grid["kind"] == "sweep" else "method)"), figs))
-    report.sections.append(Section("Provenance", [Table(PROVENANCE_COLUMNS, [provenance_rows(r["name"], r["summary"], r["metrics"])
-                                                                             for r in grid["runs"]],
-                                                        "each run's train_summary.json and evaluation")]))
+        report.sections.append(
+            Section("Run figures (first evaluated seed of each " + ("method and value)" if grid["kind"] == "sweep" else "method)"), figs)
+        )
+    report.sections.append(
+        Section(
+            "Provenance",
+            [
+                Table(
+                    PROVENANCE_COLUMNS,
+                    [provenance_rows(r["name"], r["summary"], r["metrics"]) for r in grid["runs"]],
+                    "each run's train_summary.json and evaluation",
+                )
+            ],
+        )
+    )
     return report
 
 

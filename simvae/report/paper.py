@@ -10,8 +10,17 @@ the paper leaves empty ("-" / "—"). ``paper_value(table_key, metric, method, d
 from __future__ import annotations
 
 DATASETS = ("mnist", "fashion-mnist", "celeba", "cifar10")  # the paper's column order
-METHOD_LABELS = {"random": "Random", "simclr": "SimCLR", "moco": "MoCo", "mocov2": "MoCo v2", "vicreg": "VICReg",
-                 "vae": "VAE", "beta-vae": "β-VAE", "cr-vae": "CR-VAE", "simvae": "SimVAE"}
+METHOD_LABELS = {
+    "random": "Random",
+    "simclr": "SimCLR",
+    "moco": "MoCo",
+    "mocov2": "MoCo v2",
+    "vicreg": "VICReg",
+    "vae": "VAE",
+    "beta-vae": "β-VAE",
+    "cr-vae": "CR-VAE",
+    "simvae": "SimVAE",
+}
 DISCRIMINATIVE = ("simclr", "moco", "mocov2", "vicreg")
 GENERATIVE_BASELINES = ("vae", "beta-vae", "cr-vae")
 
@@ -101,23 +110,26 @@ PAPER_TABLES = {
     "fid": ("Table 7", _TABLE7_FID, False),
 }
 
-PAPER_BUDGET = ("paper: 400 epochs for the generative methods and 600-800 for the discriminative ones (A.7.5), Adam, "
-                "128 samples per step for every method and J (A.7.4), the full training sets; probes Adam 3e-4, "
-                "batch 128, 200 epochs; k-NN k = 1..15, best reported; GMM with 200 initialisations (A.7.5); "
-                "FID of class-conditional samples (A.7.6); mean ± standard error over three runs")
+PAPER_BUDGET = (
+    "paper: 400 epochs for the generative methods and 600-800 for the discriminative ones (A.7.5), Adam, "
+    "128 samples per step for every method and J (A.7.4), the full training sets; probes Adam 3e-4, "
+    "batch 128, 200 epochs; k-NN k = 1..15, best reported; GMM with 200 initialisations (A.7.5); "
+    "FID of class-conditional samples (A.7.6); mean ± standard error over three runs"
+)
 
-STYLE_IN_PAPER = ("the paper reports style on MNIST, Fashion-MNIST and CIFAR-10 only qualitatively (reconstructions, "
-                  "Figs. 3-4), and CelebA hair colour and the 20 attributes only as plots (Figs. 5-6): no figures "
-                  "to set beside these")
+STYLE_IN_PAPER = (
+    "the paper reports style on MNIST, Fashion-MNIST and CIFAR-10 only qualitatively (reconstructions, "
+    "Figs. 3-4), and CelebA hair colour and the 20 attributes only as plots (Figs. 5-6): no figures "
+    "to set beside these"
+)
 
 # The paper's statements the claims test (section 7, Appendix A.8).
 STATEMENTS = {
     "H1": "SimVAE achieves self-supervised learning if distributions can be well modelled: it outperforms the "
-          "discriminative methods on content for the simple data sets (section 7, Table 1)",
+    "discriminative methods on content for the simple data sets (section 7, Table 1)",
     "H2": "SimVAE retains more style information than discriminative objectives (section 5; Figs. 3-6)",
     "H3": "SimVAE learns better performing representations than other VAE-based objectives (section 7, Table 1)",
-    "T7": "small but significant improvements in FID score and reconstruction error relative to previous VAE methods "
-          "(section 7, Table 7)",
+    "T7": "small but significant improvements in FID score and reconstruction error relative to previous VAE methods (section 7, Table 7)",
 }
 
 

@@ -51,8 +51,12 @@ TABLES = [
     TableSpec("table1", "Table 1: content retrieval, MLP probe and k-NN accuracy (%)", [("mlp_acc", "MLP probe"), ("knn_acc", "k-NN")]),
     TableSpec("table5", "Table 5: content, linear probe and GMM accuracy (%)", [("linear_acc", "linear probe"), ("gmm_acc", "GMM")]),
     TableSpec("table6", "Table 6: GMM clustering, ARI and NMI (%)", [("gmm_ari", "ARI"), ("gmm_nmi", "NMI")]),
-    TableSpec("table7", "Table 7: generation, reconstruction MSE and FID (lower is better)",
-              [("recon_mse", "MSE"), ("fid", "FID"), ("classifier_fid", "classifier FID")], True),
+    TableSpec(
+        "table7",
+        "Table 7: generation, reconstruction MSE and FID (lower is better)",
+        [("recon_mse", "MSE"), ("fid", "FID"), ("classifier_fid", "classifier FID")],
+        True,
+    ),
 ]
 
 
@@ -121,23 +125,34 @@ def budget_lines(grid: dict) -> list[str]:
         if key in per_method:
             continue
         images = s.get("train_images") or (cfg.get("train") or {}).get("train_subset")
-        per_method[key] = (f"{label(key)} {r['epochs']} epoch(s), {s.get('steps', r.get('steps'))} steps, "
-                           f"{images if images is not None else 'all'} images, "
-                           f"{s.get('images_per_step', '?')} x {s.get('n_views', '?')} views per step")
+        per_method[key] = (
+            f"{label(key)} {r['epochs']} epoch(s), {s.get('steps', r.get('steps'))} steps, "
+            f"{images if images is not None else 'all'} images, "
+            f"{s.get('images_per_step', '?')} x {s.get('n_views', '?')} views per step"
+        )
     seeds = grid.get("seeds", [])
     ev = next((r["metrics"].get("eval_config") for r in grid["runs"] if r.get("metrics")), None) or {}
     fid_runs = [r["metrics"] for r in grid["runs"] if r.get("metrics") and "fid" in r["metrics"]]
-    fid_text = (f"Inception FID on {fid_runs[0].get('fid_samples', ev.get('fid_samples', '?'))} samples" if fid_runs
-                else "no Inception FID (off on a CPU unless --fid-samples N)")
+    fid_text = (
+        f"Inception FID on {fid_runs[0].get('fid_samples', ev.get('fid_samples', '?'))} samples"
+        if fid_runs
+        else "no Inception FID (off on a CPU unless --fid-samples N)"
+    )
     eval_text = ("quick preset" if ev.get("quick") else "full protocol") + (
         f": {ev.get('max_train_images') or 'all'} training images (validation {ev.get('val_size')}), probes at most "
         f"{ev.get('probe_max_epochs')} epochs (patience {ev.get('probe_patience')}, stopped on validation), k of k-NN "
         f"1..{ev.get('knn_max_k')} chosen on validation, GMM {ev.get('gmm_restarts')} initialisation(s), "
         f"{fid_text}, "
-        f"{ev.get('gen_samples')} generated samples" if ev else "")
-    return [f"ours: {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); " + "; ".join(per_method.values())
-            + (f"; evaluation: {eval_text}" if eval_text else ""),
-            PAPER_BUDGET]
+        f"{ev.get('gen_samples')} generated samples"
+        if ev
+        else ""
+    )
+    return [
+        f"ours: {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); "
+        + "; ".join(per_method.values())
+        + (f"; evaluation: {eval_text}" if eval_text else ""),
+        PAPER_BUDGET,
+    ]
 
 
 def _cell(key: str, mean, se) -> str:
@@ -158,8 +173,14 @@ def metric_table(spec_metrics: list[tuple[str, str]], groups, dataset: str, meth
             mean, se, _ = stat(runs, key)
             paper = paper_value(key, method, dataset)
             row += [_cell(key, mean, se), paper_text(key, method, dataset) or "–"]
-            c.update({f"{key}_mean": mean, f"{key}_se": se,
-                      f"paper_{key}_mean": paper[0] if paper else None, f"paper_{key}_se": paper[1] if paper else None})
+            c.update(
+                {
+                    f"{key}_mean": mean,
+                    f"{key}_se": se,
+                    f"paper_{key}_mean": paper[0] if paper else None,
+                    f"paper_{key}_se": paper[1] if paper else None,
+                }
+            )
         rows.append(row)
         csv_rows.append(c)
     return Table(columns, rows), csv_rows
@@ -195,20 +216,27 @@ def build_tables(grid: dict) -> list[tuple[str, str, Table, list[dict], list[str
     ds = DATASET_LABELS.get(dataset, dataset)
     groups = method_groups(grid)
     budget = budget_lines(grid)
-    missing = [f"{label(m)}: {len(grid['seeds']) - len(runs)} of {len(grid['seeds'])} seed(s) not evaluated"
-               for m, runs in groups.items() if len(runs) < len(grid["seeds"])]
+    missing = [
+        f"{label(m)}: {len(grid['seeds']) - len(runs)} of {len(grid['seeds'])} seed(s) not evaluated"
+        for m, runs in groups.items()
+        if len(runs) < len(grid["seeds"])
+    ]
     out = []
     for spec in TABLES:
         keys = [k for k, _ in spec.metrics]
         table, rows = metric_table(spec.metrics, groups, dataset, _methods_for(groups, keys))
-        table.caption = (f"{spec.title} on {ds}: ours (mean ± standard error over seeds; no ± for a single seed) "
-                         f"beside the paper's; – where a side has no figure.")
+        table.caption = (
+            f"{spec.title} on {ds}: ours (mean ± standard error over seeds; no ± for a single seed) "
+            f"beside the paper's; – where a side has no figure."
+        )
         notes = list(budget) + missing
         if spec.name == "table7":
-            notes.append("Discriminative methods are decoded by a decoder fitted afterwards on their frozen representation "
-                         "(the paper's Table 7 lists the generative methods only). FID: Inception features of "
-                         "class-conditional samples; classifier FID: a small CNN's features (not comparable with the "
-                         "paper's FID). Figures depend on the number of samples.")
+            notes.append(
+                "Discriminative methods are decoded by a decoder fitted afterwards on their frozen representation "
+                "(the paper's Table 7 lists the generative methods only). FID: Inception features of "
+                "class-conditional samples; classifier FID: a small CNN's features (not comparable with the "
+                "paper's FID). Figures depend on the number of samples."
+            )
         out.append((spec.name, spec.title, table, rows, notes))
     style, attrs = style_targets(groups)
     if style:
@@ -225,9 +253,11 @@ def build_tables(grid: dict) -> list[tuple[str, str, Table, list[dict], list[str
                         chance.setdefault(t, r[f"{t}/chance"])
         table.rows.append(["chance", ""] + [_cell(f"{t}/mlp_acc", chance.get(t), None) for t in style])
         rows.append({"method": "chance", "n_runs": "", **{f"{t}/mlp_acc_mean": chance.get(t) for t in style}})
-        table.caption = (f"Style retrieval on {ds}: MLP probe accuracy (%) on what the augmentation did to one view "
-                         "(style/*) and, on CelebA, hair colour (the paper's Fig. 5); higher keeps more style. "
-                         "Last row: chance (the most frequent test class).")
+        table.caption = (
+            f"Style retrieval on {ds}: MLP probe accuracy (%) on what the augmentation did to one view "
+            "(style/*) and, on CelebA, hair colour (the paper's Fig. 5); higher keeps more style. "
+            "Last row: chance (the most frequent test class)."
+        )
         out.append(("style", "Style retrieval (MLP probe, %)", table, rows, list(budget) + [f"Paper: {STYLE_IN_PAPER}."]))
     if attrs:
         keys = [(f"{t}/mlp_acc", t.split("/", 1)[1]) for t in attrs]
@@ -246,7 +276,7 @@ def provenance_line(grid: dict) -> str:
     commits = sorted({str(s.get("simvae_commit") or "unknown") for s in summaries})
     hosts = sorted({str(s.get("host") or "?") for s in summaries})
     command = " ".join(grid.get("command") or []) or "?"
-    return (f"Made by `{command}`; simvae commit {', '.join(commits) or '?'}; host {'; '.join(hosts) or '?'}.")
+    return f"Made by `{command}`; simvae commit {', '.join(commits) or '?'}; host {'; '.join(hosts) or '?'}."
 
 
 def table_markdown(title: str, table: Table, notes: list[str], header: str = "") -> str:
@@ -267,8 +297,7 @@ def write_tables(out: str | Path, grid: dict | None = None) -> list[Path]:
 
 # ---------------------------------------------------------------------------------------------- sweeps
 
-SWEEP_METRICS = [("knn_val_acc", "validation k-NN"), ("linear_val_acc", "validation linear"),
-                 ("mlp_val_acc", "validation MLP")]
+SWEEP_METRICS = [("knn_val_acc", "validation k-NN"), ("linear_val_acc", "validation linear"), ("mlp_val_acc", "validation MLP")]
 SWEEP_TEST = [("knn_acc", "test k-NN"), ("mlp_acc", "test MLP")]
 
 
@@ -296,12 +325,18 @@ def sweep_rows(grid: dict) -> list[dict]:
 def sweep_table(grid: dict, rows: list[dict]) -> Table:
     param = grid["param"]
     cols = ["method", param, "runs"] + [n for _, n in SWEEP_METRICS] + [f"{n} (not for choosing)" for _, n in SWEEP_TEST]
-    cells = [[label(r["method"]), str(r[param]), str(r["n_runs"])]
-             + [_cell(k.replace("_val_acc", "_acc"), r[f"{k}_mean"], r[f"{k}_se"]) for k, _ in SWEEP_METRICS + SWEEP_TEST]
-             for r in rows]
-    return Table(cols, cells, f"{param} swept on {DATASET_LABELS.get(grid['dataset'], grid['dataset'])}: accuracy (%) on the "
-                 "validation split held out of the training images (k and probe stopping chosen on it too), mean ± "
-                 "standard error over seeds; choose the value on these. Test figures are shown for reference only.")
+    cells = [
+        [label(r["method"]), str(r[param]), str(r["n_runs"])]
+        + [_cell(k.replace("_val_acc", "_acc"), r[f"{k}_mean"], r[f"{k}_se"]) for k, _ in SWEEP_METRICS + SWEEP_TEST]
+        for r in rows
+    ]
+    return Table(
+        cols,
+        cells,
+        f"{param} swept on {DATASET_LABELS.get(grid['dataset'], grid['dataset'])}: accuracy (%) on the "
+        "validation split held out of the training images (k and probe stopping chosen on it too), mean ± "
+        "standard error over seeds; choose the value on these. Test figures are shown for reference only.",
+    )
 
 
 def sweep_plots(out: Path, grid: dict, rows: list[dict]) -> list[tuple[str, str]]:
@@ -325,8 +360,11 @@ def sweep_plots(out: Path, grid: dict, rows: list[dict]) -> list[tuple[str, str]
         fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
         drawn = False
         for method in grid["methods"]:
-            pts = [(xs[r[param]], 100 * r[f"{key}_mean"], 100 * (r[f"{key}_se"] or 0)) for r in rows
-                   if r["method"] == method and r[f"{key}_mean"] is not None]
+            pts = [
+                (xs[r[param]], 100 * r[f"{key}_mean"], 100 * (r[f"{key}_se"] or 0))
+                for r in rows
+                if r["method"] == method and r[f"{key}_mean"] is not None
+            ]
             if pts:
                 x, y, e = zip(*pts)
                 ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=label(method))
@@ -341,7 +379,7 @@ def sweep_plots(out: Path, grid: dict, rows: list[dict]) -> list[tuple[str, str]
         ax.set_xlabel(param)
         ax.set_ylabel(f"{name} accuracy (%)")
         ax.set_title(f"{name} against {param}")
-        ax.grid(alpha=.3)
+        ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
         fname = f"sweep_{key}.png"
@@ -371,7 +409,8 @@ def write_sweep(out: str | Path, grid: dict | None = None) -> list[Path]:
     figs = sweep_plots(out, grid, rows)
     from .model import Figure
 
-    md = (f"# Sweep of {grid['param']}\n\n{provenance_line(grid)}\n\n"
-          + blocks_markdown([sweep_table(grid, rows)] + [Figure(f, c) for f, c in figs] + [Note(budget_lines(grid)[0])]))
+    md = f"# Sweep of {grid['param']}\n\n{provenance_line(grid)}\n\n" + blocks_markdown(
+        [sweep_table(grid, rows)] + [Figure(f, c) for f, c in figs] + [Note(budget_lines(grid)[0])]
+    )
     paths = [atomic_write(out / "sweep.md", md), atomic_write(out / "sweep.csv", _csv_text(rows))]
     return paths + [out / f for f, _ in figs]

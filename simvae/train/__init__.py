@@ -18,12 +18,23 @@ from ..data import ImageData
 from ..dist import is_main_process
 from ..errors import ConfigError, RunDirError
 from ..run_config import NEUTRAL_TRAIN_KEYS, RunConfig, experiment_keys, load_run_config
-from ..rundir import CONFIG, DATA_SPLIT, HISTORY as HISTORY_NAME, LOCK_NAME, RunLock, atomic_write_json, clear_run_files
+from ..rundir import CONFIG, DATA_SPLIT, LOCK_NAME, RunLock, atomic_write_json, clear_run_files
+from ..rundir import HISTORY as HISTORY_NAME
 from .callbacks import Callback, TrainingInterrupted
 from .loop import Trainer
 
-__all__ = ["Callback", "Trainer", "TrainingInterrupted", "train", "prepare_run_dir", "extend_run", "load_run_config",
-           "resume_run_config", "run_state", "HISTORY_NAME"]
+__all__ = [
+    "Callback",
+    "Trainer",
+    "TrainingInterrupted",
+    "train",
+    "prepare_run_dir",
+    "extend_run",
+    "load_run_config",
+    "resume_run_config",
+    "run_state",
+    "HISTORY_NAME",
+]
 
 
 def prepare_run_dir(out: Path, run: RunConfig, resume: bool, overwrite: bool) -> bool:
@@ -37,8 +48,10 @@ def prepare_run_dir(out: Path, run: RunConfig, resume: bool, overwrite: bool) ->
         if not cfg_path.is_file():
             raise RunDirError(f"cannot resume: {out} holds no run (no config.json)")
         if not (out / CHECKPOINT_NAME).is_file():
-            raise RunDirError(f"cannot resume: {out} has no checkpoint yet (it was stopped before its first one); "
-                              f"start it again with 'simvae train --out {out} --overwrite' (its own config is reused)")
+            raise RunDirError(
+                f"cannot resume: {out} has no checkpoint yet (it was stopped before its first one); "
+                f"start it again with 'simvae train --out {out} --overwrite' (its own config is reused)"
+            )
         return False
     if cfg_path.exists() and not overwrite:
         try:
@@ -46,8 +59,7 @@ def prepare_run_dir(out: Path, run: RunConfig, resume: bool, overwrite: bool) ->
         except (OSError, json.JSONDecodeError):
             same = False
         what = "this run already" if same else "a different run"
-        raise RunDirError(f"{out} holds {what}; pass --resume {out} to continue it, --overwrite to replace it, "
-                          "or choose another --out")
+        raise RunDirError(f"{out} holds {what}; pass --resume {out} to continue it, --overwrite to replace it, or choose another --out")
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -79,13 +91,23 @@ def check_checkpoint_config(out: Path, run: RunConfig) -> None:
     differ = [k for k in sorted(set(now) | set(then)) if k != "train.epochs" and now.get(k) != then.get(k)]
     if differ:
         shown = ", ".join(f"{k} {then.get(k, '(absent)')} -> {now.get(k, '(absent)')}" for k in differ[:4])
-        raise RunDirError(f"{out / CONFIG} differs from the config its checkpoint was trained with ({shown}"
-                          f"{', ...' if len(differ) > 4 else ''}); put the old values back, or start a new run with "
-                          f"these settings (another --out, or --overwrite)")
+        raise RunDirError(
+            f"{out / CONFIG} differs from the config its checkpoint was trained with ({shown}"
+            f"{', ...' if len(differ) > 4 else ''}); put the old values back, or start a new run with "
+            f"these settings (another --out, or --overwrite)"
+        )
 
 
-def train(run: RunConfig, out: str | Path, resume: bool = False, overwrite: bool = False,
-          data: ImageData | None = None, progress: bool = True, on_epoch_end=None, on_start=None) -> dict:
+def train(
+    run: RunConfig,
+    out: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    data: ImageData | None = None,
+    progress: bool = True,
+    on_epoch_end=None,
+    on_start=None,
+) -> dict:
     """Train ``run`` into folder ``out`` (or continue it) and return the training summary.
 
     Raises RunDirError for an unusable folder, ConfigError/DataError before any training for
@@ -141,8 +163,13 @@ def run_state(out: str | Path) -> dict:
 
         raise CheckpointError(f"{path} holds a '{ckpt['method']}' model, not '{cfg.train.method}'")
     epoch, epoch_step = int(ckpt["epoch"]), int(ckpt["epoch_step"])
-    return {"epoch": epoch, "epoch_step": epoch_step, "step": int(ckpt["step"]), "epochs_planned": cfg.train.epochs,
-            "finished": is_finished(epoch, epoch_step, cfg.train.epochs)}
+    return {
+        "epoch": epoch,
+        "epoch_step": epoch_step,
+        "step": int(ckpt["step"]),
+        "epochs_planned": cfg.train.epochs,
+        "finished": is_finished(epoch, epoch_step, cfg.train.epochs),
+    }
 
 
 def extend_run(out: str | Path, epochs: int) -> RunConfig:
@@ -164,15 +191,28 @@ def extend_run(out: str | Path, epochs: int) -> RunConfig:
 
     new = dataclasses.replace(run, train=replace(run.train, epochs=epochs))
     with open(out / HISTORY_NAME, "a") as fh:
-        fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "after_epoch": state["epoch"],
-                             "change": {"train.epochs": [run.train.epochs, epochs]}}) + "\n")
+        fh.write(
+            json.dumps(
+                {
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "after_epoch": state["epoch"],
+                    "change": {"train.epochs": [run.train.epochs, epochs]},
+                }
+            )
+            + "\n"
+        )
     new.save(out / "config.json")
     return new
 
 
-def resume_run_config(out: str | Path, train: Mapping[str, Any] | None = None, method: Mapping[str, Any] | None = None,
-                      eval: Mapping[str, Any] | None = None, text: bool = False, main_process: bool = True
-                      ) -> tuple[RunConfig | None, str | None]:
+def resume_run_config(
+    out: str | Path,
+    train: Mapping[str, Any] | None = None,
+    method: Mapping[str, Any] | None = None,
+    eval: Mapping[str, Any] | None = None,
+    text: bool = False,
+    main_process: bool = True,
+) -> tuple[RunConfig | None, str | None]:
     """The config to continue run folder ``out`` with, and the line to print (None: nothing).
 
     A resumed run keeps the experiment it started with: ``train`` options may only be those that do
@@ -181,24 +221,28 @@ def resume_run_config(out: str | Path, train: Mapping[str, Any] | None = None, m
     evaluation after training uses them); method options are refused. Returns (None, message) for a
     finished run that is not extended. Raises ConfigError naming the refused options, RunDirError
     for a folder without a run or checkpoint."""
+    import dataclasses
+
     from ..config import replace
     from ..run_config import TrainConfig, assemble_run_config
-
-    import dataclasses
 
     out = Path(out)
     train, method, eval = dict(train or {}), dict(method or {}), dict(eval or {})
     extend = train.pop("epochs", None)
     refused = [k for k in train if k not in NEUTRAL_TRAIN_KEYS] + list(method)
     if refused:
-        raise ConfigError(f"--resume continues the experiment {out} started: "
-                          f"{', '.join('--' + k.replace('_', '-') for k in refused)} would change it (it accepts "
-                          "--epochs, --threads, --device, checkpoint and evaluation options); start a new run with "
-                          "--out, or replace this one with --overwrite")
+        raise ConfigError(
+            f"--resume continues the experiment {out} started: "
+            f"{', '.join('--' + k.replace('_', '-') for k in refused)} would change it (it accepts "
+            "--epochs, --threads, --device, checkpoint and evaluation options); start a new run with "
+            "--out, or replace this one with --overwrite"
+        )
     run = load_run_config(out)
     if not (out / CHECKPOINT_NAME).is_file():
-        raise RunDirError(f"cannot resume: {out} has no checkpoint yet (it was stopped before its first one); "
-                          f"start it again with 'simvae train --out {out} --overwrite' (its own config is reused)")
+        raise RunDirError(
+            f"cannot resume: {out} has no checkpoint yet (it was stopped before its first one); "
+            f"start it again with 'simvae train --out {out} --overwrite' (its own config is reused)"
+        )
     if train or eval:
         base = run.to_dict()
         run = assemble_run_config(base, train, None, eval, text=text, where=f"options of --resume {out}")
@@ -216,9 +260,11 @@ def resume_run_config(out: str | Path, train: Mapping[str, Any] | None = None, m
         else:
             run = dataclasses.replace(run, train=replace(run.train, epochs=int(epochs)))
     elif state["finished"]:
-        return None, (f"{out} is finished ({state['epoch']} of {state['epochs_planned']} epochs, step {state['step']}): "
-                      f"nothing to resume. Extend it with 'simvae train --resume {out} --epochs N', or evaluate it with "
-                      f"'simvae evaluate {out}'")
+        return None, (
+            f"{out} is finished ({state['epoch']} of {state['epochs_planned']} epochs, step {state['step']}): "
+            f"nothing to resume. Extend it with 'simvae train --resume {out} --epochs N', or evaluate it with "
+            f"'simvae evaluate {out}'"
+        )
     if train or eval:
         if main_process:
             run.save(out / CONFIG)  # the options that ran, recorded (none of them changes the experiment)

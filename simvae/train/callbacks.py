@@ -101,8 +101,16 @@ class Progress(Callback):
     ``revise_by`` (a fraction) from what the last printed estimate implies now, at most once a
     minute; the bar and the log lines show the time left."""
 
-    def __init__(self, enabled: bool = True, every_s: float = 120.0, stream=None, warmup_steps: int = 5,
-                 first_estimate_s: float = 5.0, revise_by: float = 0.25, min_revision_s: float = 30.0):
+    def __init__(
+        self,
+        enabled: bool = True,
+        every_s: float = 120.0,
+        stream=None,
+        warmup_steps: int = 5,
+        first_estimate_s: float = 5.0,
+        revise_by: float = 0.25,
+        min_revision_s: float = 30.0,
+    ):
         self.enabled, self.every_s = enabled, every_s
         self.stream = stream or sys.stderr
         self.bar = None
@@ -125,8 +133,15 @@ class Progress(Callback):
             from tqdm import tqdm
 
             tc = trainer.run.train
-            self.bar = tqdm(total=trainer.steps_per_epoch, initial=trainer.epoch_step, desc=f"epoch {trainer.epoch + 1}/{tc.epochs}",
-                            leave=False, dynamic_ncols=True, mininterval=0.5, file=self.stream)
+            self.bar = tqdm(
+                total=trainer.steps_per_epoch,
+                initial=trainer.epoch_step,
+                desc=f"epoch {trainer.epoch + 1}/{tc.epochs}",
+                leave=False,
+                dynamic_ncols=True,
+                mininterval=0.5,
+                file=self.stream,
+            )
 
     def on_train_start(self, trainer) -> None:
         left = trainer.steps_per_epoch * trainer.run.train.epochs - trainer.step
@@ -161,11 +176,12 @@ class Progress(Callback):
             return
         when, said = self.announced
         implied = max(0.0, said - (now - when))  # what the last estimate says is left now
-        if (now - when >= 60 and abs(left - implied) > self.revise_by * max(implied, 1e-9)
-                and abs(left - implied) >= self.min_revision_s):
+        if now - when >= 60 and abs(left - implied) > self.revise_by * max(implied, 1e-9) and abs(left - implied) >= self.min_revision_s:
             self.announced = (now, left)
-            self._say(f"revised training time estimate: {_minutes(left)} more (the last estimate implied "
-                      f"{_minutes(implied)}; now {per_step} over the last minute)")
+            self._say(
+                f"revised training time estimate: {_minutes(left)} more (the last estimate implied "
+                f"{_minutes(implied)}; now {per_step} over the last minute)"
+            )
 
     def on_step_end(self, trainer, terms) -> None:
         if not self.enabled:
@@ -191,14 +207,20 @@ class Progress(Callback):
             views_per_s = trainer.views_per_step / per_step
             run_left = (trainer.steps_per_epoch * trainer.run.train.epochs - trainer.step) * per_step
             if self.bar is not None:
-                self.bar.set_postfix({**{k: f"{float(v):.4g}" for k, v in shown.items()},
-                                      "views/s": f"{views_per_s:.0f}", "left": _minutes(run_left)}, refresh=False)
+                self.bar.set_postfix(
+                    {**{k: f"{float(v):.4g}" for k, v in shown.items()}, "views/s": f"{views_per_s:.0f}", "left": _minutes(run_left)},
+                    refresh=False,
+                )
             elif trainer.dist.main and now - self.last_line >= self.every_s:
                 self.last_line = now
                 eta = (trainer.steps_per_epoch - s) * per_step
-                print(f"epoch {trainer.epoch + 1}/{trainer.run.train.epochs}: step {s}/{trainer.steps_per_epoch} "
-                      f"{_format_terms(shown)} | {views_per_s:.0f} views/s "
-                      f"| epoch ends in {_minutes(eta)}, training in {_minutes(run_left)}", file=self.stream, flush=True)
+                print(
+                    f"epoch {trainer.epoch + 1}/{trainer.run.train.epochs}: step {s}/{trainer.steps_per_epoch} "
+                    f"{_format_terms(shown)} | {views_per_s:.0f} views/s "
+                    f"| epoch ends in {_minutes(eta)}, training in {_minutes(run_left)}",
+                    file=self.stream,
+                    flush=True,
+                )
 
     def on_epoch_end(self, trainer, record) -> None:
         if self.bar is not None:
@@ -207,10 +229,13 @@ class Progress(Callback):
         if self.enabled and trainer.dist.main:
             terms = {k: v for k, v in record.items() if k in trainer.term_names}
             left = self.seconds_left(trainer)
-            print(f"epoch {record['epoch']}/{trainer.run.train.epochs}: {_format_terms(terms)} | "
-                  f"{record['views_per_s']:.0f} views/s | {record['epoch_seconds']:.1f}s"
-                  + (f" | training ends in {_minutes(left)}" if left and trainer.epoch < trainer.run.train.epochs else ""),
-                  file=self.stream, flush=True)
+            print(
+                f"epoch {record['epoch']}/{trainer.run.train.epochs}: {_format_terms(terms)} | "
+                f"{record['views_per_s']:.0f} views/s | {record['epoch_seconds']:.1f}s"
+                + (f" | training ends in {_minutes(left)}" if left and trainer.epoch < trainer.run.train.epochs else ""),
+                file=self.stream,
+                flush=True,
+            )
         if trainer.epoch < trainer.run.train.epochs:
             self._start_epoch(trainer)
 
@@ -243,8 +268,11 @@ class MetricsLog(Callback):
         if trainer.step % self.every == 0:
             means = global_mean({k: v / self.count for k, v in self.sums.items()})  # collective
             if trainer.dist.main:
-                rec = {"step": trainer.step, "epoch": round(trainer.step / trainer.steps_per_epoch, 4),
-                       **{k: float(v) for k, v in means.items()}}
+                rec = {
+                    "step": trainer.step,
+                    "epoch": round(trainer.step / trainer.steps_per_epoch, 4),
+                    **{k: float(v) for k, v in means.items()},
+                }
                 with open(self.out / STEPS_LOG, "a") as fh:
                     fh.write(json.dumps(rec) + "\n")
             self.sums, self.count = {}, 0
@@ -293,7 +321,8 @@ class DivergenceGuard(Callback):
                     where = f"the last good checkpoint is kept in {kept}" if kept.exists() else "no checkpoint had been written yet"
                     raise DivergenceError(
                         f"training diverged at step {step} (epoch {trainer.epoch + 1}): loss term '{name}' is {float(v)}; "
-                        f"{where}; try a lower --lr" + (" or --precision fp32" if trainer.precision == "bf16" else ""))
+                        f"{where}; try a lower --lr" + (" or --precision fp32" if trainer.precision == "bf16" else "")
+                    )
 
 
 class Checkpoints(Callback):
@@ -432,12 +461,19 @@ class ThreadTuner(Callback):
         if target == choice.threads:
             return
         before = choice.threads
-        choice.set(target, f"{choice.cores} usable cores, {others:.1f} busy with other processes at step {trainer.step}; "
-                           f"{wait_policy_in_effect()}; revised while training")
+        choice.set(
+            target,
+            f"{choice.cores} usable cores, {others:.1f} busy with other processes at step {trainer.step}; "
+            f"{wait_policy_in_effect()}; revised while training",
+        )
         choice.changes.append([trainer.step, target])
         if trainer.dist.main:
-            print(f"simvae: threads {before} -> {target} at step {trainer.step}: other processes kept {others:.1f} of "
-                  f"{choice.cores} cores busy", file=self.stream, flush=True)
+            print(
+                f"simvae: threads {before} -> {target} at step {trainer.step}: other processes kept {others:.1f} of "
+                f"{choice.cores} cores busy",
+                file=self.stream,
+                flush=True,
+            )
 
 
 # -- experiment logs (--logger) ---------------------------------------------------------------
@@ -455,8 +491,10 @@ def missing_logger_package(names) -> str | None:
     for name in names:
         package = LOGGER_PACKAGES.get(name)
         if package and importlib.util.find_spec(package) is None:
-            return (f"--logger {name} needs the '{package}' package, which is not installed here: "
-                    f"pip install 'simvae[{name}]' (or leave {name} out of --logger)")
+            return (
+                f"--logger {name} needs the '{package}' package, which is not installed here: "
+                f"pip install 'simvae[{name}]' (or leave {name} out of --logger)"
+            )
     return None
 
 
@@ -544,8 +582,7 @@ class WandbWriter:
         id_file = folder / "wandb_id"
         run_id = id_file.read_text().strip() if resume_step > 0 and id_file.is_file() else wandb.util.generate_id()
         id_file.write_text(run_id + "\n")
-        self.run = wandb.init(project="simvae", name=name, id=run_id, resume="allow", dir=str(folder), mode="offline",
-                              config=config)
+        self.run = wandb.init(project="simvae", name=name, id=run_id, resume="allow", dir=str(folder), mode="offline", config=config)
 
     def write(self, kind: str, step: int, values: dict[str, float]) -> None:
         self.run.log(values, step=step)
@@ -554,8 +591,7 @@ class WandbWriter:
         self.run.finish()
 
 
-def knn_accuracy(ref_x: torch.Tensor, ref_y: torch.Tensor, query_x: torch.Tensor, query_y: torch.Tensor, k: int,
-                 n_classes: int) -> float:
+def knn_accuracy(ref_x: torch.Tensor, ref_y: torch.Tensor, query_x: torch.Tensor, query_y: torch.Tensor, k: int, n_classes: int) -> float:
     """Accuracy of the majority vote of the ``k`` nearest reference points (Euclidean distance,
     ties to the smallest label): ref_x [n, d], ref_y int64 [n], query_x [m, d], query_y [m].
 
@@ -584,7 +620,7 @@ class ValidationKnn:
         order = keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(seed))]
         n_query = min(queries, len(order) // 3)
         self.query = order[:n_query]
-        self.reference = order[n_query:n_query + references]
+        self.reference = order[n_query : n_query + references]
         self.k, self.n_classes = k, len(data.classes)
         self.usable = bool(getattr(data, "has_labels", True)) and n_query >= 1 and len(self.reference) >= 1 and n > 0
         self.images, self.labels = data.train_images, labels
@@ -595,7 +631,7 @@ class ValidationKnn:
         out = []
         with torch.no_grad():
             for s in range(0, len(idx), 1000):
-                x = self.images[idx[s:s + 1000]].to(trainer.device)
+                x = self.images[idx[s : s + 1000]].to(trainer.device)
                 out.append(trainer.method.encode(to_float(x) if x.dtype == torch.uint8 else x.float()).float().cpu())
         return torch.cat(out)
 
@@ -676,8 +712,11 @@ class ExperimentLogs(Callback):
 
     def on_epoch_end(self, trainer, record) -> None:
         if trainer.dist.main and self.writers:
-            values = {f"epoch/{k}": float(v) for k, v in record.items()
-                      if k not in ("epoch", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            values = {
+                f"epoch/{k}": float(v)
+                for k, v in record.items()
+                if k not in ("epoch", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
             values["epoch/epoch"] = float(record["epoch"])
             if self.knn is not None:
                 acc = self.knn(trainer)

@@ -40,8 +40,7 @@ class AugmentedImageGroups:
     are binary like the test images, not grey at crop edges).
     """
 
-    def __init__(self, images: torch.Tensor, spec: AugmentSpec, device: torch.device, dist_info: DistInfo,
-                 binarize: bool = False):
+    def __init__(self, images: torch.Tensor, spec: AugmentSpec, device: torch.device, dist_info: DistInfo, binarize: bool = False):
         self.images = images.to(device)
         self.spec, self.device, self.dist, self.binarize = spec, device, dist_info, binarize
         self.pipeline = pipeline_for(spec, binarize)
@@ -55,13 +54,13 @@ class AugmentedImageGroups:
         n_global, r, w = idx.shape[0], self.dist.rank, self.dist.world
         params = self.pipeline.make_params(n_global * n_views, tuple(self.images.shape[-2:]), generator, self.device)
         b = n_global // w
-        images = to_float(self.images[idx[r * b:(r + 1) * b]])
-        views = self.pipeline(images, params[r * b * n_views:(r + 1) * b * n_views])
+        images = to_float(self.images[idx[r * b : (r + 1) * b]])
+        views = self.pipeline(images, params[r * b * n_views : (r + 1) * b * n_views])
         device = self.device
 
         def randn(per_image: int, dim: int) -> torch.Tensor:
             noise = torch.randn(n_global * per_image, dim, generator=generator, device=device)
-            return noise[r * b * per_image:(r + 1) * b * per_image]
+            return noise[r * b * per_image : (r + 1) * b * per_image]
 
         return Batch(images, views, randn)
 
@@ -83,8 +82,16 @@ class ListedGroups:
     the global batch and sliced to this process, so N processes make exactly one process's step.
     """
 
-    def __init__(self, images: torch.Tensor, groups: torch.Tensor, spec: AugmentSpec, device: torch.device,
-                 dist_info: DistInfo, binarize: bool = False, separate_image: bool = False):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        groups: torch.Tensor,
+        spec: AugmentSpec,
+        device: torch.device,
+        dist_info: DistInfo,
+        binarize: bool = False,
+        separate_image: bool = False,
+    ):
         groups = torch.as_tensor(groups, dtype=torch.int64).cpu()
         if groups.shape != (images.shape[0],):
             raise ValueError(f"groups has shape {tuple(groups.shape)}, expected [{images.shape[0]}] (one per image)")
@@ -122,8 +129,7 @@ class ListedGroups:
         """'40 groups of 2-9 images (median 5); 3 with fewer than 10 members, drawn with replacement'."""
         k = self.members_per_step(n_views)
         n_small = self.with_replacement(n_views)
-        text = (f"{len(self)} groups of {int(self.sizes.min())}-{int(self.sizes.max())} images "
-                f"(median {int(self.sizes.median())})")
+        text = f"{len(self)} groups of {int(self.sizes.min())}-{int(self.sizes.max())} images (median {int(self.sizes.median())})"
         return text + (f"; {n_small} with fewer than {k} members, drawn with replacement" if n_small else "")
 
     def draw(self, idx: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -147,16 +153,16 @@ class ListedGroups:
         chosen = self.draw(idx, k, generator)
         params = self.pipeline.make_params(n_global * n_views, tuple(self.images.shape[-2:]), generator, self.device)
         b = n_global // w
-        mine = chosen[r * b:(r + 1) * b]
+        mine = chosen[r * b : (r + 1) * b]
         images = to_float(self.images[mine[:, 0]])
         members = mine[:, 1:] if self.separate_image else mine
         flat = to_float(self.images[members.reshape(-1)])
-        views = self.pipeline(flat, params[r * b * n_views:(r + 1) * b * n_views]).reshape(b, n_views, *flat.shape[1:])
+        views = self.pipeline(flat, params[r * b * n_views : (r + 1) * b * n_views]).reshape(b, n_views, *flat.shape[1:])
         device = self.device
 
         def randn(per_image: int, dim: int) -> torch.Tensor:
             noise = torch.randn(n_global * per_image, dim, generator=generator, device=device)
-            return noise[r * b * per_image:(r + 1) * b * per_image]
+            return noise[r * b * per_image : (r + 1) * b * per_image]
 
         return Batch(images, views, randn)
 
@@ -177,12 +183,15 @@ def group_source_for(run, data, method, device: torch.device, dist_info: DistInf
     # a method that encodes more samples than views (CR-VAE: the image and one view) takes its
     # image from another member of the group
     if not bool((torch.as_tensor(groups) >= 0).any()):
-        raise ConfigError(f"--groups {run.train.groups}: none of the {len(groups)} training images is in a group"
-                          + (" (--train-subset keeps the first ones)" if run.train.train_subset else ""))
+        raise ConfigError(
+            f"--groups {run.train.groups}: none of the {len(groups)} training images is in a group"
+            + (" (--train-subset keeps the first ones)" if run.train.train_subset else "")
+        )
     separate = type(method).views_per_image(method.cfg) > method.n_views
-    source = ListedGroups(data.train_images, groups, spec, device, dist_info, binarize=data.binarized,
-                          separate_image=separate)
+    source = ListedGroups(data.train_images, groups, spec, device, dist_info, binarize=data.binarized, separate_image=separate)
     if len(source) < images_per_step:
-        raise ConfigError(f"--groups {run.train.groups}: {len(source)} groups, but a step takes {images_per_step}; "
-                          "lower --views-per-step / --batch-size or list more groups")
+        raise ConfigError(
+            f"--groups {run.train.groups}: {len(source)} groups, but a step takes {images_per_step}; "
+            "lower --views-per-step / --batch-size or list more groups"
+        )
     return source

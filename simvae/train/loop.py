@@ -18,7 +18,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..allocator import retain_freed_memory
-from ..checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, is_finished, atomic_torch_save, load_checkpoint, load_model_state, rng_state, set_rng_state
+from ..checkpoint import (
+    CHECKPOINT_NAME,
+    FORMAT_VERSION,
+    atomic_torch_save,
+    is_finished,
+    load_checkpoint,
+    load_model_state,
+    rng_state,
+    set_rng_state,
+)
 from ..data import ImageData
 from ..dist import global_mean, init_distributed
 from ..errors import ConfigError, DivergenceError
@@ -26,10 +35,10 @@ from ..hardware import autocast, resolve_device, resolve_precision
 from ..methods import Method, build_method
 from ..nets import use_fast_layout
 from ..run_config import RunConfig, load_data, model_spec, resolve_data_shape, step_size
+from ..rundir import SUMMARY as SUMMARY_NAME  # noqa: E402
+from ..rundir import atomic_write_json
 from .callbacks import Callback, Checkpoints, DivergenceGuard, MetricsLog, Progress, StopOnSignal
 from .groups import GroupSource, group_source_for
-
-from ..rundir import SUMMARY as SUMMARY_NAME, atomic_write_json  # noqa: E402
 
 
 def seed_everything(seed: int) -> None:
@@ -45,8 +54,15 @@ class Trainer:
     number of processes, and CheckpointError when a resumed checkpoint is unusable.
     """
 
-    def __init__(self, run: RunConfig, out: Path, data: ImageData | None = None, progress: bool = True,
-                 resume: bool = False, source: GroupSource | None = None):
+    def __init__(
+        self,
+        run: RunConfig,
+        out: Path,
+        data: ImageData | None = None,
+        progress: bool = True,
+        resume: bool = False,
+        source: GroupSource | None = None,
+    ):
         self.run, self.out, self.progress = run, Path(out), progress
         tc = run.train
         self.dist = init_distributed(tc.device)
@@ -58,6 +74,7 @@ class Trainer:
         if self.device.type == "cpu":
             retain_freed_memory()  # big activations reused step to step instead of page-faulted in
         from ..hardware import configure_threads  # intra-op threads: one per core left free (ThreadTuner revises)
+
         self.thread_choice = configure_threads(tc.threads)
         self.images_per_step, self.views_per_step = step_size(run)
         if data is None:
@@ -70,8 +87,7 @@ class Trainer:
         self.method: Method = build_method(tc.method, model_spec(run, data.image_shape), run.method.model_dump()).to(self.device)
         use_fast_layout(self.method, self.method.spec.network, self.device)  # channels_last where it wins
         # fused Adam: one kernel for all parameters (Adam's step went 14 -> 2 ms per step on CPU)
-        self.optimizer = torch.optim.Adam(self.method.trainable_parameters(), lr=tc.lr,
-                                          fused=self.device.type in ("cpu", "cuda"))
+        self.optimizer = torch.optim.Adam(self.method.trainable_parameters(), lr=tc.lr, fused=self.device.type in ("cpu", "cuda"))
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(tc.seed)
         self.epoch, self.step, self.epoch_step = 0, 0, 0
@@ -93,29 +109,44 @@ class Trainer:
 
     def _check_step_size(self, n_train: int) -> None:
         tc, ips, world = self.run.train, self.images_per_step, self.dist.world
-        what = (f"batch_size {ips}" if tc.batch_size is not None
-                else f"{ips} images per step ({tc.views_per_step} views per step // {self.views_per_step // ips} per image)")
+        what = (
+            f"batch_size {ips}"
+            if tc.batch_size is not None
+            else f"{ips} images per step ({tc.views_per_step} views per step // {self.views_per_step // ips} per image)"
+        )
         if ips % world:
-            raise ConfigError(f"{what} must be divisible by the number of processes ({world}); "
-                              "choose --views-per-step or --batch-size to fit")
+            raise ConfigError(
+                f"{what} must be divisible by the number of processes ({world}); choose --views-per-step or --batch-size to fit"
+            )
         if ips > n_train:
-            raise ConfigError(f"{what} is larger than the training set ({n_train} images); "
-                              "lower --views-per-step / --batch-size or raise --train-subset")
+            raise ConfigError(
+                f"{what} is larger than the training set ({n_train} images); lower --views-per-step / --batch-size or raise --train-subset"
+            )
         from ..methods import METHODS
 
         need = METHODS[tc.method].min_batch_size
         if ips // world < need:
-            raise ConfigError(f"method '{tc.method}' needs at least {need} images per process in a batch; "
-                              f"got {what} over {world} process" + ("es" if world > 1 else ""))
+            raise ConfigError(
+                f"method '{tc.method}' needs at least {need} images per process in a batch; "
+                f"got {what} over {world} process" + ("es" if world > 1 else "")
+            )
 
     # -- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict:
         return {
-            "format": FORMAT_VERSION, "method": self.run.train.method, "config": self.run.to_dict(),
-            "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "rng": rng_state(self.generator), "epoch": self.epoch, "step": self.step,
-            "epoch_step": self.epoch_step, "epoch_perm": self.epoch_perm, "train_seconds": self.train_seconds,
-            "epoch_sums": dict(self.epoch_sums), "epoch_steps_done": self.epoch_steps_done,
+            "format": FORMAT_VERSION,
+            "method": self.run.train.method,
+            "config": self.run.to_dict(),
+            "model": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng_state(self.generator),
+            "epoch": self.epoch,
+            "step": self.step,
+            "epoch_step": self.epoch_step,
+            "epoch_perm": self.epoch_perm,
+            "train_seconds": self.train_seconds,
+            "epoch_sums": dict(self.epoch_sums),
+            "epoch_steps_done": self.epoch_steps_done,
         }
 
     def save_checkpoint(self) -> None:
@@ -124,10 +155,12 @@ class Trainer:
         bad = [name for name, p in self.method.named_parameters() if not bool(torch.isfinite(p).all())]
         if bad:  # a finite loss with a non-finite gradient: never overwrite the last good checkpoint
             kept = self.out / CHECKPOINT_NAME
-            raise DivergenceError(f"training diverged by step {self.step} (epoch {self.epoch + 1}): parameters "
-                                  f"{', '.join(bad[:3])} became non-finite; "
-                                  + (f"the last good checkpoint is kept in {kept}" if kept.exists() else "no checkpoint had been written yet")
-                                  + "; try a lower --lr")
+            raise DivergenceError(
+                f"training diverged by step {self.step} (epoch {self.epoch + 1}): parameters "
+                f"{', '.join(bad[:3])} became non-finite; "
+                + (f"the last good checkpoint is kept in {kept}" if kept.exists() else "no checkpoint had been written yet")
+                + "; try a lower --lr"
+            )
         if self.dist.main:
             atomic_torch_save(self.state(), self.out / CHECKPOINT_NAME)
             self.write_summary()
@@ -198,8 +231,15 @@ class Trainer:
         checkpoints = Checkpoints(guard)
         from .callbacks import ThreadTuner, experiment_logs
 
-        return [Progress(self.progress), MetricsLog(self.out), guard, checkpoints, StopOnSignal(checkpoints, every),
-                ThreadTuner(self.thread_choice), *experiment_logs(self.out, tc.logger)]
+        return [
+            Progress(self.progress),
+            MetricsLog(self.out),
+            guard,
+            checkpoints,
+            StopOnSignal(checkpoints, every),
+            ThreadTuner(self.thread_choice),
+            *experiment_logs(self.out, tc.logger),
+        ]
 
     def fit(self, on_epoch_end=None, callbacks: list[Callback] | None = None) -> dict:
         """Train to ``epochs`` and return the summary. ``on_epoch_end(trainer, record)`` may return
@@ -220,7 +260,7 @@ class Trainer:
                     self.epoch_sums, self.epoch_steps_done = {}, 0
                 t_epoch, steps_done = time.monotonic(), 0
                 for s in range(self.epoch_step, self.steps_per_epoch):
-                    terms = self.train_step(self.epoch_perm[s * ips:(s + 1) * ips])
+                    terms = self.train_step(self.epoch_perm[s * ips : (s + 1) * ips])
                     self.term_names.update(terms)
                     self.step += 1
                     self.epoch_step = s + 1
@@ -238,11 +278,15 @@ class Trainer:
                 # each process's terms are means over its equal share of the global batch, so the
                 # global batch's figure is their mean over processes
                 means = global_mean({k: v / max(self.epoch_steps_done, 1) for k, v in self.epoch_sums.items()})
-                record = {"epoch": self.epoch, "step": self.step, **{k: float(v) for k, v in means.items()},
-                          "epoch_seconds": round(epoch_seconds, 3),
-                          "images_per_s": round(steps_done * ips / max(epoch_seconds, 1e-9), 1),
-                          "views_per_s": round(steps_done * self.views_per_step / max(epoch_seconds, 1e-9), 1),
-                          "wall_seconds": round(self.train_seconds, 3)}
+                record = {
+                    "epoch": self.epoch,
+                    "step": self.step,
+                    **{k: float(v) for k, v in means.items()},
+                    "epoch_seconds": round(epoch_seconds, 3),
+                    "images_per_s": round(steps_done * ips / max(epoch_seconds, 1e-9), 1),
+                    "views_per_s": round(steps_done * self.views_per_step / max(epoch_seconds, 1e-9), 1),
+                    "wall_seconds": round(self.train_seconds, 3),
+                }
                 if on_epoch_end is not None:
                     t_cb = time.monotonic()
                     record.update(on_epoch_end(self, record) or {})
@@ -259,17 +303,31 @@ class Trainer:
         tc = self.run.train
         from ..hardware import provenance
 
-        return {"method": tc.method, "dataset": tc.dataset, "epochs": self.epoch, "epochs_planned": tc.epochs,
-                "epoch_step": self.epoch_step, "steps": self.step,
-                "finished": is_finished(self.epoch, self.epoch_step, tc.epochs),
-                "train_images": len(self.data.train_images), "n_views": self.method.n_views,
-                "images_per_step": self.images_per_step, "views_per_step": self.views_per_step,
-                "train_seconds": round(self.train_seconds, 3),
-                "train_images_per_s": round(self.step * self.images_per_step / max(self.train_seconds, 1e-9), 1),
-                "train_views_per_s": round(self.step * self.views_per_step / max(self.train_seconds, 1e-9), 1),
-                "device": str(self.device), "processes": self.dist.world, "precision": self.precision,
-                "threads": torch.get_num_threads(), "torch": torch.__version__, "data_source": self.data.source,
-                **provenance()}
+        return {
+            "method": tc.method,
+            "dataset": tc.dataset,
+            "epochs": self.epoch,
+            "epochs_planned": tc.epochs,
+            "epoch_step": self.epoch_step,
+            "steps": self.step,
+            "finished": is_finished(self.epoch, self.epoch_step, tc.epochs),
+            "train_images": len(self.data.train_images),
+            "n_views": self.method.n_views,
+            "images_per_step": self.images_per_step,
+            "views_per_step": self.views_per_step,
+            "train_seconds": round(self.train_seconds, 3),
+            "train_images_per_s": round(self.step * self.images_per_step / max(self.train_seconds, 1e-9), 1),
+            "train_views_per_s": round(self.step * self.views_per_step / max(self.train_seconds, 1e-9), 1),
+            "device": str(self.device),
+            "processes": self.dist.world,
+            "precision": self.precision,
+            "threads": torch.get_num_threads(),
+            "threads_reason": self.thread_choice.reason,
+            "threads_changes": self.thread_choice.changes,
+            "torch": torch.__version__,
+            "data_source": self.data.source,
+            **provenance(),
+        }
 
     def write_summary(self) -> dict:
         summary = self.summary()
