@@ -220,7 +220,7 @@ def test_evaluate_after_resume(killed_and_resumed):
 
 def test_resume_error_cases(killed_and_resumed):
     no_ckpt, empty = killed_and_resumed["no_ckpt"], killed_and_resumed["empty"]
-    expected = [(str(no_ckpt), "no checkpoint"), (str(empty), "no config.json"), ("--lr", "--resume takes the run's own config")]
+    expected = [(str(no_ckpt), "no checkpoint"), (str(empty), "no config.json"), ("--lr", "--resume continues the experiment")]
     for r, (where, what) in zip(killed_and_resumed["errors"], expected):
         assert r.returncode != 0, r
         assert len(r.stderr_lines) == 1, r.stderr
