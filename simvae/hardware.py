@@ -156,23 +156,31 @@ def provenance() -> dict:
 # on two spinning threads, 1,450 on two threads that sleep while they wait
 # (``OMP_WAIT_POLICY=PASSIVE``) and 1,100-1,400 on one thread; `simvae train` went from 136-255
 # views/s (two spinning threads) to 930-1,090 with the policy below
-# (benchmarks/concurrent_training.py). So simvae (1) asks OpenMP to wait passively, before
-# PyTorch is loaded (``openmp_wait_policy``), and (2) chooses one intra-op thread per core that
-# other processes leave free, re-measured while training (``configure_threads`` here,
-# ``ThreadTuner`` in ``simvae.train.callbacks``).
+# (benchmarks/concurrent_training.py). Sleeping at once has a price on a quiet machine, though:
+# every parallel region then wakes its threads, and the demo's step ran at 2,000-2,700 views/s
+# with ``OMP_WAIT_POLICY=PASSIVE`` against 3,300-4,300 with a short spin (``GOMP_SPINCOUNT=10000``,
+# tens of microseconds) or the default spin, on the same quiet host (paired runs, this VM's
+# speed varies +-30 %). So simvae (1) asks OpenMP to spin briefly, then sleep
+# (``GOMP_SPINCOUNT=10000``, set before PyTorch is loaded: ``openmp_wait_policy``; beside another
+# busy process that ran at about 1,000 views/s on two threads, five times the default spin), and
+# (2) chooses one intra-op thread per core that other processes leave free, re-measured while
+# training (``configure_threads`` here, ``ThreadTuner`` in ``simvae.train.callbacks``), so a busy
+# machine gets fewer threads, where the wait policy matters less.
 
 WAIT_POLICY_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+SHORT_SPIN = "10000"  # GOMP_SPINCOUNT: iterations a waiting OpenMP thread spins before it sleeps
 """Environment variables that set how OpenMP threads wait (GNU libgomp; Intel's KMP_BLOCKTIME)."""
 
 
 def openmp_wait_policy() -> str:
-    """Ask OpenMP threads to sleep, not spin, while they wait for work: sets
-    ``OMP_WAIT_POLICY=PASSIVE`` in this process's environment unless one of ``WAIT_POLICY_ENV``
+    """Ask OpenMP threads to spin only briefly, then sleep, while they wait for work: sets
+    ``GOMP_SPINCOUNT=10000`` (GNU libgomp's default is 300,000) in this process's environment
+    unless one of ``WAIT_POLICY_ENV``
     is already set (the user's choice is kept) or PyTorch is already imported (the OpenMP runtime
     reads the variable once, when PyTorch loads it: too late then, and nothing is changed).
 
     Call it first thing in a program, before ``import torch``. Returns the policy in effect,
-    in words (``"passive"``, ``"OMP_WAIT_POLICY=ACTIVE (environment)"``, ...).
+    in words (``"short spin"``, ``"OMP_WAIT_POLICY=ACTIVE (environment)"``, ...).
     """
     import sys
 
@@ -180,16 +188,16 @@ def openmp_wait_policy() -> str:
     if given:
         return ", ".join(given) + " (environment)"
     if "torch" in sys.modules:
-        return "spin, OpenMP's default (PyTorch was imported before simvae could ask for passive waiting)"
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    return "passive"
+        return "spin, OpenMP's default (PyTorch was imported before simvae could ask for a short spin)"
+    os.environ["GOMP_SPINCOUNT"] = SHORT_SPIN
+    return "short spin"
 
 
 def wait_policy_in_effect() -> str:
     """How this process's OpenMP threads wait, in words, as far as the environment tells."""
     given = [f"{k}={os.environ[k]}" for k in WAIT_POLICY_ENV if k in os.environ]
-    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" and len(given) == 1:
-        return "passive wait"
+    if os.environ.get("GOMP_SPINCOUNT") == SHORT_SPIN and len(given) == 1:
+        return "short spin-wait"
     return ", ".join(given) if given else "spin-wait (OpenMP default)"
 
 
@@ -267,8 +275,9 @@ PROC_STAT = "/proc/stat"
 def threads_for(cores: int, others_busy: float) -> int:
     """Intra-op threads for ``cores`` usable cores of which other processes keep ``others_busy``
     (in cores) busy: one per core they leave free, a core counting as free while they use less
-    than half of it; at least 1, at most ``cores``."""
-    return max(1, min(cores, math.floor(cores - others_busy + 0.5)))
+    than three quarters of it (a virtual machine's hypervisor steals up to half a core from an
+    otherwise idle 2-core guest: that must not halve its threads); at least 1, at most ``cores``."""
+    return max(1, min(cores, math.floor(cores - others_busy + 0.75)))
 
 
 @dataclass

@@ -97,7 +97,7 @@ class TrainConfig(Config):
         None,
         ge=1,
         description="intra-op CPU threads (default: one per core that other processes "
-        "leave free, measured at the start and every 5 s while training; OpenMP threads wait passively); "
+        "leave free, measured at the start and every 5 s while training; OpenMP threads spin only briefly while they wait); "
         "a count given here is kept",
     )
     compile: bool = Field(False, description="torch.compile the method")
