@@ -2,13 +2,17 @@
 
     python benchmarks/fashion_simvae.py --epochs 10 [--views-per-step 128 | --batch-size B]
         [--precision auto|fp32|bf16] [--time-to-accuracy]
+        [--lr 8e-5] [--schedule constant|cosine] [--warmup-fraction F] [--no-eval]
 
 Paper settings: MLP nets (Table 3), latent 10, J = 10 views, 128 views per step (12 images x
 10 views; --batch-size B instead gives B images x 10 views), Adam 8e-5,
-prior variance 0.15, Gaussian likelihood variance 0.02. With --time-to-accuracy the
-k-NN accuracy on a validation split (held out of the training set) is measured after
-every epoch, and the training wall time at which it first reaches 0.80 and 0.84 is
-reported (evaluation time is not counted). The last line printed is one JSON object.
+prior variance 0.15, Gaussian likelihood variance 0.02 (--lr, --schedule and
+--warmup-fraction change the recipe). With --time-to-accuracy the k-NN accuracy on the
+evaluation protocol's validation split (10,000 training images, classified by the other
+50,000, best k in 1..15) is measured after every epoch and stored in the run's
+metrics.jsonl (``val_knn_acc``), and the training wall time at which it first reaches
+0.84, 0.85, 0.86 and 0.865 is reported (the measurement's own time is not counted).
+The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from simvae.pipeline import evaluate_and_report as evaluate_run
 from simvae.run_config import build_run_config
 from simvae.train import train
 
-THRESHOLDS = (0.80, 0.84)
+THRESHOLDS = (0.84, 0.85, 0.86, 0.865)
 
 
 def main() -> None:
@@ -41,6 +45,10 @@ def main() -> None:
     ap.add_argument("--paper-probes", action="store_true", help="also the paper's fixed-epoch probe protocol")
     ap.add_argument("--time-to-accuracy", action="store_true", help="validation k-NN after every epoch")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the paper's 8e-5)")
+    ap.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
+    ap.add_argument("--warmup-fraction", type=float, default=0.0)
+    ap.add_argument("--no-eval", action="store_true", help="train only (no evaluation afterwards)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--gmm-restarts", type=int, default=10)
@@ -62,6 +70,9 @@ def main() -> None:
                 "precision": args.precision,
                 "data_dir": args.data_dir,
                 "device": args.device,
+                "schedule": args.schedule,
+                "warmup_fraction": args.warmup_fraction,
+                **({"lr": args.lr} if args.lr is not None else {}),
                 **size,
             },
             "eval": {"gmm_restarts": args.gmm_restarts, "seed": args.seed, "paper_probes": args.paper_probes},
@@ -94,7 +105,7 @@ def main() -> None:
         return {"val_knn_acc": acc}
 
     summary = train(run, out, progress=True, on_epoch_end=val_knn if args.time_to_accuracy else None)
-    metrics = evaluate_run(out)
+    metrics = {} if args.no_eval else evaluate_run(out)
     result = {
         "epochs": summary["epochs"],
         "precision": summary["precision"],
@@ -107,8 +118,11 @@ def main() -> None:
         "run_dir": str(out),
     }
     if args.time_to_accuracy:
-        result.update({f"seconds_to_val_knn_{t:.2f}": reached[t] for t in THRESHOLDS})
+        result.update({f"seconds_to_val_knn_{t:g}": reached[t] for t in THRESHOLDS})
         result["val_knn_curve"] = curve
+    if args.no_eval:
+        print(json.dumps(result))
+        return
     print(
         f"\nSimVAE on Fashion-MNIST, {summary['epochs']} epochs ({summary['precision']}, "
         f"{summary['images_per_step']} images x 10 views per step): "

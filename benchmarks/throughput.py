@@ -204,7 +204,7 @@ COMPOSITIONS = {
 }
 
 
-def make_trainer(data, out: Path, size: dict, n_views: int, precision: str, seed: int = 0):
+def make_trainer(data, out: Path, size: dict, n_views: int, precision: str, seed: int = 0, compile: bool = False):
     from simvae.run_config import build_run_config
     from simvae.train import Trainer
 
@@ -220,11 +220,34 @@ def make_trainer(data, out: Path, size: dict, n_views: int, precision: str, seed
                 "seed": seed,
                 "epochs": 1,
                 "threads": torch.get_num_threads(),
+                "compile": compile,
             },
             "method": {"n_views": n_views},
         }
     )
     return Trainer(run, out, data=data, progress=False)
+
+
+def time_compiled(data, out: Path, size: dict, n_views: int, precision: str, steps: int, eager_step_s: float) -> dict:
+    """``torch.compile`` (inductor) of the training step: the first step's extra time (the compile,
+    against the eager median step ``eager_step_s``), the compiled median step, and both over a
+    2-epoch run of full Fashion-MNIST (steps per epoch x 2 x step, plus the compile once)."""
+    trainer = make_trainer(data, out, size, n_views, precision, compile=True)
+    idx = index_batches(len(trainer.data.train_images), trainer.images_per_step, 3)
+    t = time.perf_counter()
+    for i in idx:  # the first calls compile (a recompilation may follow on the second)
+        float(trainer.train_step(i)["loss"])
+    compile_s = max(0.0, time.perf_counter() - t - 3 * eager_step_s)
+    r = time_train_steps(trainer, steps, 2)
+    two_epochs = 2 * trainer.steps_per_epoch
+    return {
+        "compile_seconds": compile_s,
+        "views_per_s": r["views_per_s"],
+        "median_step_s": r["median_step_s"],
+        "two_epoch_seconds_eager": two_epochs * eager_step_s,
+        "two_epoch_seconds_compiled": compile_s + two_epochs * r["median_step_s"],
+        "load": r["load"],
+    }
 
 
 def index_batches(n_images: int, batch_size: int, count: int, seed: int = 0):
@@ -439,6 +462,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--bf16-seconds", type=float, default=60.0, help="time box of each bf16 measurement (default 60)")
     ap.add_argument("--no-reference", action="store_true", help="skip the per-image torchvision pipeline")
     ap.add_argument("--no-extras", action="store_true", help="skip the breakdown, Adam variants and 1-thread timing")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile (inductor) timing")
     ap.add_argument(
         "--busy-threshold",
         type=float,
@@ -495,6 +519,9 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         mm = matmul_gflops(2048)
         out["matmul_gflops"] = round(mm, 2)
+        mm_bf16 = matmul_gflops(2048, torch.bfloat16) if do_bf16 else None
+        out["matmul_gflops_bf16"] = _r(mm_bf16)
+        print(f"GEMM rate (torch.mm 2048 x 2048, best of 7): fp32 {mm:.0f} GFLOP/s" + (f", bf16 {mm_bf16:.0f} GFLOP/s" if mm_bf16 else ""))
         for name, size in COMPOSITIONS.items():
             trainer = make_trainer(data, Path(tmp) / name, size, j, "fp32")
             rows = trainer.views_per_step
@@ -539,10 +566,39 @@ def main(argv=None) -> dict:
             if do_bf16:
                 tb = make_trainer(data, Path(tmp) / f"{name}-bf16", size, j, "bf16")
                 rb = time_train_steps(tb, args.steps, min(args.warmup, 3), budget_s=None if native else args.bf16_seconds)
+                gf_b = flops / rb["median_step_s"] / 1e9
                 comp["bf16_views_per_s"] = round(rb["views_per_s"], 1)
                 comp["bf16_steps_timed"] = rb["steps"]
-                print(f"{name + ', bf16 autocast':52s} {rb['views_per_s']:9.0f} {rb['median_step_s'] * 1e3:9.1f}", flush=True)
+                comp["bf16_step_gflops"] = round(gf_b, 2)
+                comp["bf16_efficiency"] = round(gf_b / mm_bf16, 3)
+                print(
+                    f"{name + ', bf16 autocast':52s} {rb['views_per_s']:9.0f} {rb['median_step_s'] * 1e3:9.1f} {gf_b:9.1f}",
+                    flush=True,
+                )
                 del tb
+            if not args.no_compile:
+                rc = quiet(
+                    lambda n=name, sz=size, st=fp32["median_step_s"]: time_compiled(
+                        data, Path(tmp) / f"{n}-compiled", sz, j, "fp32", args.steps, st
+                    ),
+                    f"{name} compiled",
+                )
+                gf_c = flops / rc["median_step_s"] / 1e9
+                comp["compiled"] = {
+                    "views_per_s": round(rc["views_per_s"], 1),
+                    "step_ms_median": round(rc["median_step_s"] * 1e3, 2),
+                    "step_gflops": round(gf_c, 2),
+                    "compile_seconds": round(rc["compile_seconds"], 1),
+                    "two_epoch_seconds_eager": round(rc["two_epoch_seconds_eager"], 1),
+                    "two_epoch_seconds_compiled": round(rc["two_epoch_seconds_compiled"], 1),
+                }
+                print(
+                    f"{name + ', fp32, torch.compile (inductor)':52s} {rc['views_per_s']:9.0f} {rc['median_step_s'] * 1e3:9.1f} "
+                    f"{gf_c:9.1f} {rc['load'] or 0:6.2f}\n"
+                    f"    compile {rc['compile_seconds']:.1f} s; a 2-epoch run of full Fashion-MNIST: eager "
+                    f"{rc['two_epoch_seconds_eager']:.0f} s, compiled {rc['two_epoch_seconds_compiled']:.0f} s (compile included)",
+                    flush=True,
+                )
             out["compositions"][name] = comp
             if name == "images128" and not args.no_extras:
                 out["adam_step_ms"] = {

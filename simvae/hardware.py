@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 # before anything loads PyTorch's OpenMP runtime.
 
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# bf16 autocast pays a cast of every activation and weight; only AMX's tile units win that back.
+# On a 2-core Xeon with AVX-512 BF16 but no AMX, bf16 ran slower than fp32 for every network
+# simvae trains (SimVAE's MLP step 3,767 vs 5,696 views/s, 12 x 10 views; 6,231 vs 9,642 at
+# 128 x 10; the 32 x 32 conv step 130 vs 177 views/s): ``benchmarks/throughput.py`` and
+# ``benchmarks/conv_throughput.py`` measure it on any host.
+FAST_BF16_CPU_FLAGS = ("amx_bf16",)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,11 +76,19 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast trains faster than fp32 on ``device``: CUDA GPUs with bf16, CPUs with
+    AMX (not AVX-512 BF16 alone, measured slower than fp32; see ``FAST_BF16_CPU_FLAGS``)."""
+    if device.type == "cpu":
+        return any(f in cpu_flags() for f in FAST_BF16_CPU_FLAGS)
+    return native_bf16(device)
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``bf16`` where native on ``device``, else ``fp32``; an explicit bf16 where it
-    is emulated is kept but warned about (once, before training)."""
+    """``auto`` -> ``bf16`` where it is faster than fp32 on ``device`` (``fast_bf16``), else
+    ``fp32``; an explicit bf16 where it is emulated is kept but warned about (once, before training)."""
     if precision == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
+        return "bf16" if fast_bf16(device) else "fp32"
     if precision == "bf16" and not native_bf16(device):
         warnings.warn(
             f"bf16 is emulated on this {device.type} (no AVX-512 BF16 / AMX or GPU bf16): training will run "

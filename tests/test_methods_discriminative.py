@@ -240,7 +240,7 @@ def test_posthoc_decoder_precision_follows_the_run_where_native(tmp_path, monkey
     from simvae.run_config import build_run_config
 
     seen = []
-    monkeypatch.setattr(hw, "native_bf16", lambda device: native)
+    monkeypatch.setattr(hw, "fast_bf16", lambda device: native)
 
     def fake_fit(*args, **kw):
         seen.append(kw["precision"])

@@ -73,17 +73,21 @@ def test_resolved_step_size_is_recorded(tiny_data, tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["views_per_step"] == 16
 
 
-def test_auto_precision_follows_native_bf16(monkeypatch):
+def test_auto_precision_picks_bf16_only_where_it_is_faster(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(precision_mod, "cpu_flags", lambda: frozenset({"avx2"}))
     assert precision_mod.resolve_precision("auto", cpu) == "fp32"
     with pytest.warns(RuntimeWarning, match="emulated"):
         assert precision_mod.resolve_precision("bf16", cpu) == "bf16"
+    # AVX-512 BF16 without AMX: native, so an explicit bf16 is not warned about, but measured
+    # slower than fp32, so auto keeps fp32
     monkeypatch.setattr(precision_mod, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
-    assert precision_mod.resolve_precision("auto", cpu) == "bf16"
+    assert precision_mod.resolve_precision("auto", cpu) == "fp32"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert precision_mod.resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(precision_mod, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16", "amx_bf16"}))
+    assert precision_mod.resolve_precision("auto", cpu) == "bf16"
     assert precision_mod.resolve_precision("fp32", cpu) == "fp32"
 
 

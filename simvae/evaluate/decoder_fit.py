@@ -149,8 +149,8 @@ def ensure_decoder(run, log: Callable[[str], None] = print, progress: bool = Fal
         images = run.data.subset_train(run.config.train.train_subset).train_images
         log(f"fitting a post-hoc decoder on {len(images)} frozen representations (MSE, until the validation loss stops improving)")
         t0 = time.monotonic()
-        # the run's precision where this device computes it natively; never emulated bf16 (many
-        # times slower), e.g. a run trained in bf16 on a GPU and evaluated on an AVX2 CPU
+        # bf16 only where the run allows it and it is faster on this device; never emulated bf16
+        # (many times slower), e.g. a run trained in bf16 on a GPU and evaluated on an AVX2 CPU
         fit_options.setdefault("precision", "fp32" if run.config.train.precision == "fp32" else resolve_precision("auto", run.device))
         fit_options.setdefault(
             "on_epoch",
