@@ -12,9 +12,9 @@ networks, J = 10 views, 128 images per step, full Fashion-MNIST in memory) for
       ratio=(0.75, 1.3)) + RandomVerticalFlip(0.5) on a PIL image, then ToTensor), a
       ``DataLoader`` with worker processes, feeding the same networks and the same SimVAE
       loss (``simvae.methods.simvae.SimVAE``) in fp32 with Adam;
-  (c) the machine's fp32 (and bf16) matrix-multiply rate (torch.mm of 2048 x 2048 matrices,
-      best of 7; for fp32 the mean of that measured just before and just after the fp32
-      steps, as this shared machine's speed drifts) and the step's achieved GFLOP/s, with FLOPs counted
+  (c) the machine's fp32 and bf16 matrix-multiply rates (torch.mm of 2048 x 2048 matrices,
+      best of 7) and the step's achieved GFLOP/s in each precision as a fraction of that rate
+      (``efficiency``, ``bf16_efficiency``), with FLOPs counted
       analytically: a Linear layer of in x out on n rows costs 2 n in out forward and
       4 n in out backward (gradients of its input and of its weights); the first encoder
       layer's input gradient is NOT counted (autograd does not compute it: the images do
@@ -27,6 +27,11 @@ OTHER processes kept busy meanwhile (from /proc) and is repeated (--retries) whe
 exceeds --busy-threshold. The last line printed is one JSON object.
 
     python benchmarks/throughput.py [--steps 60] [--warmup 10] [--threads N] [--bf16 auto|on|off]
+        [--no-compile] [--no-reference] [--no-extras]
+
+With torch.compile (inductor, CPU) it also times the compiled fp32 step: the compile's own time
+(the first steps' excess over the eager step), the compiled step, and a 2-epoch run of full
+Fashion-MNIST both ways with the compile included (``--no-compile`` skips it).
 
 OpenMP threads wait passively, as in ``simvae train`` (``simvae.hardware.openmp_wait_policy``);
 ``OMP_WAIT_POLICY=ACTIVE`` (or ``GOMP_SPINCOUNT=N``) in the environment times OpenMP's spinning
