@@ -2,10 +2,15 @@
 precision the networks run in (bf16 autocast where it is faster than fp32).
 
 bf16 halves the memory traffic of every matrix product, but a step only gains where the hardware
-computes bf16 fast: CUDA GPUs from Ampere on, and CPUs with AMX. Where PyTorch emulates bf16 a step
-runs many times slower than in fp32 (a 2-core AVX2 host: 270 views/s in bf16 against 5,815 in
-fp32), and with AVX-512 BF16 alone it still ran slower (a 2-core Xeon: 3,767 against 5,696 views/s;
-bf16 GEMM 145 against fp32 312 GFLOP/s). ``auto`` therefore picks bf16 only on CUDA and AMX.
+computes bf16 fast, and CPU feature flags do not say whether it does. Where PyTorch emulates bf16
+(no AVX-512 BF16 or AMX) a step runs many times slower than in fp32 (a 2-core AVX2 host: 270
+views/s in bf16 against 5,815 in fp32). With AVX-512 BF16 it depends on the chip: on a 2-core
+Intel Xeon without AMX the bf16 matrix product ran at 145 GFLOP/s against 312 in fp32 and the
+SimVAE step at 0.66 of its fp32 speed; on a 2-core AMD EPYC with the same flag, 837 against 194
+GFLOP/s and the step at 1.9-3.2 times its fp32 speed (``benchmarks/throughput.py``). So on a CPU
+``auto`` measures: bf16 where this host's bf16 matrix product is at least
+``BF16_MIN_GEMM_SPEEDUP`` times as fast as its fp32 one (timed once per host and PyTorch version,
+about a tenth of a second, and cached on disk); on CUDA, bf16 wherever the GPU supports it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,12 +32,11 @@ if TYPE_CHECKING:
 # before anything loads PyTorch's OpenMP runtime.
 
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-# bf16 autocast pays a cast of every activation and weight; only AMX's tile units win that back.
-# On a 2-core Xeon with AVX-512 BF16 but no AMX, bf16 ran slower than fp32 for every network
-# simvae trains (SimVAE's MLP step 3,767 vs 5,696 views/s, 12 x 10 views; 6,231 vs 9,642 at
-# 128 x 10; the 32 x 32 conv step 130 vs 177 views/s): ``benchmarks/throughput.py`` and
-# ``benchmarks/conv_throughput.py`` measure it on any host.
-FAST_BF16_CPU_FLAGS = ("amx_bf16",)
+# bf16 autocast pays a cast of every activation and weight, so its matrix products must win that
+# back: the Xeon above (GEMM ratio 0.46) ran the step at 0.66 of fp32, the EPYC (ratio 4.3) at
+# 1.9-3.2 times fp32. A ratio of 1.5 leaves a margin for the casts.
+BF16_MIN_GEMM_SPEEDUP = 1.5
+BF16_CACHE_FILE = "bf16-gemm-speedup.json"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -76,11 +81,72 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+def measure_bf16_gemm_speedup(size: int = 1024, repeats: int = 5) -> float:
+    """How many times faster a ``size`` x ``size`` matrix product runs in bf16 than in fp32 on this
+    CPU, at the current intra-op thread count: the best of ``repeats`` interleaved timings of each
+    (interleaved so that a neighbouring process slows both alike). About 0.1 s at 1024."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=gen)
+    b = torch.randn(size, size, generator=gen)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    best = {torch.float32: math.inf, torch.bfloat16: math.inf}
+    with torch.no_grad():
+        torch.mm(a, b), torch.mm(a16, b16)  # warm-up: kernel selection, first-touch
+        for _ in range(repeats):
+            for x, y in ((a, b), (a16, b16)):
+                t0 = time.perf_counter()
+                torch.mm(x, y)
+                best[x.dtype] = min(best[x.dtype], time.perf_counter() - t0)
+    return best[torch.float32] / max(best[torch.bfloat16], 1e-9)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "simvae"
+
+
+@lru_cache(maxsize=1)
+def cpu_bf16_gemm_speedup() -> float:
+    """``measure_bf16_gemm_speedup`` on this host, measured once per CPU model, feature flags and
+    PyTorch version and cached in ``$XDG_CACHE_HOME/simvae/bf16-gemm-speedup.json`` (default
+    ``~/.cache``), so that every process on a host (DDP ranks, a grid's runs, a resumed run) takes
+    the same decision. A cache that cannot be read or written is ignored (measured again)."""
+    import hashlib
+    import json
+
+    import torch
+
+    flags = hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
+    key = f"{host_description()} | flags {flags} | torch {torch.__version__}"
+    path = _cache_dir() / BF16_CACHE_FILE
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    entry = cached.get(key) if isinstance(cached, dict) else None
+    if isinstance(entry, dict) and isinstance(entry.get("speedup"), (int, float)):
+        return float(entry["speedup"])
+    speedup = measure_bf16_gemm_speedup()
+    cached = cached if isinstance(cached, dict) else {}
+    cached[key] = {"speedup": round(speedup, 3), "threads": torch.get_num_threads()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cached, indent=1))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return speedup
+
+
 def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 autocast trains faster than fp32 on ``device``: CUDA GPUs with bf16, CPUs with
-    AMX (not AVX-512 BF16 alone, measured slower than fp32; see ``FAST_BF16_CPU_FLAGS``)."""
+    """Whether bf16 autocast trains faster than fp32 on ``device``: CUDA GPUs with bf16; CPUs with
+    native bf16 (AVX-512 BF16 or AMX) whose measured bf16 matrix product is at least
+    ``BF16_MIN_GEMM_SPEEDUP`` times as fast as fp32 (``cpu_bf16_gemm_speedup``)."""
     if device.type == "cpu":
-        return any(f in cpu_flags() for f in FAST_BF16_CPU_FLAGS)
+        return cpu_has_native_bf16() and cpu_bf16_gemm_speedup() >= BF16_MIN_GEMM_SPEEDUP
     return native_bf16(device)
 
 
@@ -131,7 +197,6 @@ def provenance() -> dict:
     """Who made a result and where: date, simvae version and commit, host CPU, native bf16."""
     import datetime
     import subprocess
-    from pathlib import Path
 
     from ._version import __version__
 

@@ -89,8 +89,9 @@ class TrainConfig(Config):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
-        description="auto: bf16 autocast on CUDA GPUs that support it and on CPUs with AMX, fp32 elsewhere (AVX-512 BF16 "
-        "alone measured slower than fp32); bf16 where the CPU only emulates it runs many times slower (a warning says so)",
+        description="auto: bf16 autocast on CUDA GPUs that support it and on CPUs whose bf16 matrix product measures at "
+        "least 1.5x fp32 (timed once per host), fp32 elsewhere; bf16 where the CPU only emulates it runs many times slower "
+        "(a warning says so)",
     )
     bf16: bool | None = Field(None, description="deprecated: use --precision bf16 / fp32")
     threads: int | None = Field(

@@ -133,7 +133,7 @@ def ensure_decoder(run, log: Callable[[str], None] = print, progress: bool = Fal
     otherwise fitted on the run's training images (the same ``train_subset`` the method
     was trained on), seeded by the evaluation seed, and saved there. ``fit_options`` go to
     ``fit_decoder`` (lr, batch_size, max_epochs, patience, val_fraction, precision: by default
-    bf16 where the run's precision is auto or bf16 and this device computes bf16 natively, else fp32).
+    bf16 where the run's precision is auto or bf16 and bf16 is fast here, ``resolve_precision``; else fp32).
     """
     import time
 
