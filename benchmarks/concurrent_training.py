@@ -163,7 +163,7 @@ def run_group(n: int, train_args: list[str], env_extra: dict[str, str], workdir:
     cpu: list[tuple[float, int, int]] = []  # (time, machine busy jiffies, runs' jiffies)
     last_cpu = [0] * n
     ended: list[float | None] = [None] * n
-    stopped = False
+    killed: set[int] = set()  # stopped here: the window closed, or another run ended first
     try:
         while all(e is None for e in ended):
             now = time.monotonic()
@@ -178,18 +178,18 @@ def run_group(n: int, train_args: list[str], env_extra: dict[str, str], workdir:
             if window_s and all(obs) and now - max(o[0][0] for o in obs) >= window_s:
                 for i in range(n):  # the last beats before stopping
                     obs[i] = heartbeats(beats[i])[2:]
-                stopped = True
                 break
             time.sleep(poll_s)
     finally:
-        for p in procs:
+        for i, p in enumerate(procs):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+                killed.add(i)
         for log in logs:
             log.close()
     for i, p in enumerate(procs):
-        if not stopped and p.returncode != 0:
+        if i not in killed and p.returncode != 0:
             tail = log_paths[i].read_text().splitlines()[-5:]
             raise SystemExit(f"concurrent_training.py: error: a training exited {p.returncode}:\n  " + "\n  ".join(tail))
     if not all(obs):

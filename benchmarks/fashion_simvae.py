@@ -23,13 +23,17 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+from simvae.hardware import openmp_wait_policy
 
-from simvae.evaluate import METRICS, split_train_val
-from simvae.evaluate.knn import knn_accuracies
-from simvae.pipeline import evaluate_and_report as evaluate_run
-from simvae.run_config import build_run_config
-from simvae.train import train
+openmp_wait_policy()  # before PyTorch loads its OpenMP runtime, as `simvae train` does
+
+import torch  # noqa: E402
+
+from simvae.evaluate import METRICS, split_train_val  # noqa: E402
+from simvae.evaluate.knn import knn_accuracies  # noqa: E402
+from simvae.pipeline import evaluate_and_report as evaluate_run  # noqa: E402
+from simvae.run_config import build_run_config  # noqa: E402
+from simvae.train import train  # noqa: E402
 
 THRESHOLDS = (0.84, 0.85, 0.86, 0.865)
 

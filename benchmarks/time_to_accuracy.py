@@ -22,7 +22,8 @@ the result.
 Recipes (the networks, J = 10 views, prior and likelihood variances are the paper's in both):
 
 - ``paper``: Adam at a constant 8e-5, 128 views per step (12 images x 10 views), as in the paper.
-- ``fast``: 64 images x 10 views per step (more views per second on a CPU: larger matrix products),
+- ``fast``: 64 images x 10 views per step (``--batch-size``; more views per second on a CPU: larger
+  matrix products),
   a linear warm-up over 5 % of the steps then cosine decay to 0, peak learning rate ``--lr`` chosen
   on validation by ``simvae sweep --param train.lr`` (the same rule serves every method).
 """
@@ -39,7 +40,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 THRESHOLDS = (0.84, 0.85, 0.86, 0.865)
 RECIPES = {
-    # epochs: about 30 minutes of training on the 2-core host of docs/results/time-to-accuracy
+    # epochs: about 30 minutes of training on a 2-core Intel Xeon in fp32; a 2-core AMD EPYC in bf16
+    # ran the paper's 12 x 10 step at about 8,700 views/s (26 epochs in 30 minutes) and 64 x 10 at
+    # about 22,000 (62 epochs): pass --epochs for your host (the first epoch's time tells)
     "paper": {"args": ["--views-per-step", "128", "--lr", "8e-5", "--schedule", "constant"], "epochs": 12},
     "fast": {"args": ["--batch-size", "64", "--schedule", "cosine", "--warmup-fraction", "0.05"], "epochs": 16},
 }
@@ -52,6 +55,10 @@ def train(args) -> None:
     cmd += ["--epochs", str(args.epochs or recipe["epochs"]), "--out", str(Path(args.runs) / args.recipe), "--seed", str(args.seed)]
     if args.lr is not None:
         cmd += ["--lr", str(args.lr)]
+    if args.batch_size is not None:
+        cmd += ["--batch-size", str(args.batch_size)]
+    if args.precision is not None:
+        cmd += ["--precision", args.precision]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     print(" ".join(cmd), flush=True)
@@ -104,6 +111,9 @@ def report(args) -> None:
     if not runs:
         sys.exit(f"no recipe run under {args.runs}: run 'python benchmarks/time_to_accuracy.py train paper' first")
     budget = args.minutes * 60
+    # the host each run trained on (its train_summary), not the one writing the report
+    hosts = ", ".join(sorted({r["summary"].get("host") or host_description() for r in runs.values()}))
+    commits = ", ".join(sorted({str(r["summary"].get("simvae_commit")) for r in runs.values()}))
     fig, (ax, ax_e) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     with (out / "curve.csv").open("w", newline="") as f:
         w = csv.writer(f)
@@ -130,7 +140,8 @@ def report(args) -> None:
     lines = [
         "# Time to accuracy: SimVAE on full Fashion-MNIST",
         "",
-        "Written by `python benchmarks/time_to_accuracy.py report`. Host: " + host_description() + ", no GPU; "
+        "Written by `python benchmarks/time_to_accuracy.py report`; the runs by `python benchmarks/time_to_accuracy.py "
+        "train paper|fast` (simvae commit " + commits + "). Host: " + hosts + ", no GPU; "
         "each training ran alone on the machine. Validation k-NN: 10,000 training images classified by the "
         "other 50,000 (best k in 1..15), measured after every epoch; its time is not counted. Test k-NN: the "
         "evaluation protocol's, once, after the last epoch (k chosen on validation). The paper reports test "
@@ -146,7 +157,11 @@ def report(args) -> None:
     ]
     for name, r in runs.items():
         tc = r["config"]["train"]
-        size = f"{tc['batch_size']} x 10" if tc.get("batch_size") else f"{tc['views_per_step']} views"
+        summary = r["summary"]
+        if summary.get("images_per_step") and summary.get("n_views"):  # what the step held: 128 views -> 12 x 10
+            size = f"{summary['images_per_step']} x {summary['n_views']}"
+        else:
+            size = f"{tc['batch_size']} x 10" if tc.get("batch_size") else f"{tc['views_per_step']} views"
         warm = f" + {tc.get('warmup_fraction', 0):g} warm-up" if tc.get("warmup_fraction") else ""
         precision = r["summary"].get("precision", tc["precision"])  # the resolved one (auto -> fp32 or bf16)
         settings = f"lr {tc['lr']:g} {tc.get('schedule', 'constant')}{warm}, {size}, {precision}"
@@ -189,6 +204,8 @@ def main() -> None:
     t.add_argument("recipe", choices=sorted(RECIPES))
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (the fast recipe: chosen on validation)")
     t.add_argument("--epochs", type=int, default=None, help="epochs (default: paper 12, fast 16: about 30 minutes on a 2-core host)")
+    t.add_argument("--batch-size", type=int, default=None, help="images per step of the fast recipe (default 64; chosen on validation)")
+    t.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None, help="default auto (bf16 where it measures faster)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data-dir", default=None)
     t.add_argument("--runs", default="runs/tta", help="folder of the recipe runs (default runs/tta)")

@@ -259,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", allow_abbrev=False, help="evaluate a run: k-NN, probes, GMM; metrics.json and report")
     e.add_argument("run_dir", metavar="RUN_DIR")
     e.add_argument("--quiet", action="store_true", help="no progress messages")
+    e.add_argument(
+        "--threads", type=int, default=None, metavar="N", help="CPU threads (default: one per core that other processes leave free)"
+    )
     how = e.add_mutually_exclusive_group()
     how.add_argument(
         "--quick-eval",
@@ -495,9 +498,17 @@ def _print_metrics(metrics: dict, out: Path) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    from .hardware import configure_threads
     from .pipeline import evaluate_and_report
     from .run_config import EvalConfig
 
+    if args.threads is not None and args.threads < 1:
+        raise SimvaeError(f"--threads must be at least 1, got {args.threads}; leave it out for one per free core")
+    # as for training: a thread per core that other processes leave free, so that an evaluation
+    # beside another job does not wait on a descheduled thread (simvae.hardware)
+    choice = configure_threads(args.threads, revised=False)
+    if not args.quiet:
+        print(f"simvae: evaluating with {plural(choice.threads, 'thread')} ({choice.reason})", file=sys.stderr)
     metrics = evaluate_and_report(
         Path(args.run_dir),
         overrides=_collect(args, EvalConfig),

@@ -383,13 +383,14 @@ class ThreadChoice:
         self.threads, self.reason = threads, reason
 
 
-def configure_threads(requested: int | None = None, sample_s: float = 0.2) -> ThreadChoice:
+def configure_threads(requested: int | None = None, sample_s: float = 0.2, revised: bool = True) -> ThreadChoice:
     """Choose and set the intra-op thread count of a run, and say why.
 
     ``requested`` (``--threads N``) is used as given; so is ``OMP_NUM_THREADS`` from the
     environment (PyTorch already applied it). Otherwise: one thread per usable core that other
     processes leave free (``threads_for``), measured over ``sample_s`` seconds now, and revised
-    during training by ``simvae.train.callbacks.ThreadTuner`` (the returned choice is adaptive).
+    during training by ``simvae.train.callbacks.ThreadTuner`` (the returned choice is adaptive;
+    ``revised=False``: a one-off choice, as for an evaluation, whose reason does not promise revision).
     The reason names the wait policy too (see ``openmp_wait_policy``). Raises ValueError for a
     requested count below 1.
     """
@@ -419,5 +420,5 @@ def configure_threads(requested: int | None = None, sample_s: float = 0.2) -> Th
             else f"one per usable core ({cores}), none busy with other processes"
         )
     choice = ThreadChoice(threads, "", others is not None, cores, load if others is not None else None)
-    choice.set(threads, f"{why}; {wait}" + ("; revised while training" if choice.adaptive else ""))
+    choice.set(threads, f"{why}; {wait}" + ("; revised while training" if choice.adaptive and revised else ""))
     return choice

@@ -223,6 +223,7 @@ def results(tiny_data, tmp_path_factory):
             [str(base / "missing-run"), "not a run folder"],
         ),
         Case("evaluate_bad_option_value", ["evaluate", str(p["simvae_run"]), "--gmm-restarts", "0"], ["gmm_restarts", ">= 1", "got 0"]),
+        Case("evaluate_zero_threads", ["evaluate", str(p["simvae_run"]), "--threads", "0"], ["--threads", "at least 1", "got 0"]),
         Case("checkpoint_of_another_method", ["evaluate", str(p["wrong_method"]), *TINY_EVAL_ARGS], ["checkpoint.pt", "'simvae'", "'vae'"]),
         Case(
             "checkpoint_of_another_architecture",

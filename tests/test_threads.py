@@ -244,3 +244,12 @@ def test_estimate_skips_warm_up_and_is_revised_when_the_speed_changes(monkeypatc
     assert 1 <= len(revised) <= 2  # at most one revision a minute
     assert "100 ms per step" in revised[-1]
     assert progress.seconds_left(trainer) == pytest.approx((steps_per_epoch * epochs - trainer.step) * 0.1)
+
+
+def test_a_one_off_choice_does_not_promise_revision(keep_threads, monkeypatch):
+    """``simvae evaluate`` chooses its threads once (``revised=False``); training's choice is revised."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    once = hardware.configure_threads(sample_s=0.0, revised=False)
+    assert "revised" not in once.reason and 1 <= torch.get_num_threads() <= once.cores
+    if once.adaptive:  # the load of other processes is measurable here (Linux /proc/stat)
+        assert "revised while training" in hardware.configure_threads(sample_s=0.0).reason
