@@ -506,9 +506,7 @@ def cmd_evaluate(args) -> int:
         raise SimvaeError(f"--threads must be at least 1, got {args.threads}; leave it out for one per free core")
     # as for training: a thread per core that other processes leave free, so that an evaluation
     # beside another job does not wait on a descheduled thread (simvae.hardware)
-    choice = configure_threads(args.threads, revised=False)
-    if not args.quiet:
-        print(f"simvae: evaluating with {plural(choice.threads, 'thread')} ({choice.reason})", file=sys.stderr)
+    configure_threads(args.threads, revised=False)
     metrics = evaluate_and_report(
         Path(args.run_dir),
         overrides=_collect(args, EvalConfig),

@@ -325,6 +325,7 @@ CASE_IDS = [
     "evaluate_not_a_run",
     "evaluate_missing_folder",
     "evaluate_bad_option_value",
+    "evaluate_zero_threads",
     "checkpoint_of_another_method",
     "checkpoint_of_another_architecture",
     "resume_with_checkpoint_of_another_method",
