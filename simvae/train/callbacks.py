@@ -468,12 +468,15 @@ class ThreadTuner(Callback):
         )
         choice.changes.append([trainer.step, target])
         if trainer.dist.main:
-            print(
+            from tqdm import tqdm
+
+            # tqdm.write: above a progress bar on a terminal (not through it); a plain line elsewhere
+            tqdm.write(
                 f"simvae: threads {before} -> {target} at step {trainer.step}: other processes kept {others:.1f} of "
                 f"{choice.cores} cores busy",
                 file=self.stream,
-                flush=True,
             )
+            self.stream.flush()
 
 
 # -- experiment logs (--logger) ---------------------------------------------------------------
