@@ -19,7 +19,7 @@ final test k-NN of each run and, with ``--sweep``, the validation sweep that cho
 recipe's learning rate). Run the trainings one at a time on a quiet machine: their wall times are
 the result.
 
-Recipes (the networks, J = 10 views, prior and likelihood variances are the paper's in both):
+Recipes (the networks, J = 10 views, prior and likelihood variances are the paper's in all):
 
 - ``paper``: Adam at a constant 8e-5, 128 views per step (12 images x 10 views), as in the paper.
 - ``paper-64``: the paper's constant schedule at 64 images x 10 views per step, its learning rate
@@ -149,7 +149,7 @@ def report(args) -> None:
         "# Time to accuracy: SimVAE on full Fashion-MNIST",
         "",
         "Written by `python benchmarks/time_to_accuracy.py report`; the runs by `python benchmarks/time_to_accuracy.py "
-        "train paper|fast` (simvae commit " + commits + "). Host: " + hosts + ", no GPU; "
+        "train RECIPE` (simvae commit " + commits + "). Host: " + hosts + ", no GPU; "
         "each training ran alone on the machine. Validation k-NN: 10,000 training images classified by the "
         "other 50,000 (best k in 1..15), measured after every epoch; its time is not counted. Test k-NN: the "
         "evaluation protocol's, once, after the last epoch (k chosen on validation). The paper reports test "
@@ -171,7 +171,7 @@ def report(args) -> None:
         else:
             size = f"{tc['batch_size']} x 10" if tc.get("batch_size") else f"{tc['views_per_step']} views"
         warm = f" + {tc.get('warmup_fraction', 0):g} warm-up" if tc.get("warmup_fraction") else ""
-        precision = r["summary"].get("precision", tc["precision"])  # the resolved one (auto -> fp32 or bf16)
+        precision = summary.get("precision", tc["precision"])  # the resolved one (auto -> fp32 or bf16)
         settings = f"lr {tc['lr']:g} {tc.get('schedule', 'constant')}{warm}, {size}, {precision}"
         done = r["curve"][-1] if r["curve"] else (0, 0.0, float("nan"))
         test = r["metrics"].get("knn_acc")
@@ -181,7 +181,7 @@ def report(args) -> None:
             + " | ".join(minutes(first_reached(r["curve"], t)) for t in THRESHOLDS)
             + f" | {'-' if budget_acc is None else f'{100 * budget_acc:.1f}'} | {100 * done[2]:.1f} | "
             + ("not evaluated" if test is None else f"{100 * test:.1f}")
-            + f" | {r['summary'].get('train_views_per_s', float('nan')):,.0f} |"
+            + f" | {summary.get('train_views_per_s', float('nan')):,.0f} |"
         )
     rows = sweep_rows(Path(args.sweep)) if args.sweep else []
     if rows:
@@ -212,7 +212,7 @@ def main() -> None:
     t.add_argument("recipe", choices=sorted(RECIPES))
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (the fast recipe: chosen on validation)")
     t.add_argument("--epochs", type=int, default=None, help="epochs (default: paper 12, fast 16: about 30 minutes on a 2-core host)")
-    t.add_argument("--batch-size", type=int, default=None, help="images per step of the fast recipe (default 64; chosen on validation)")
+    t.add_argument("--batch-size", type=int, default=None, help="images per step instead of the recipe's (fast, paper-64: 64)")
     t.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None, help="default auto (bf16 where it measures faster)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data-dir", default=None)

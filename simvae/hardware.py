@@ -102,42 +102,41 @@ def measure_bf16_gemm_speedup(size: int = 1024, repeats: int = 5) -> float:
     return best[torch.float32] / max(best[torch.bfloat16], 1e-9)
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "simvae"
-
-
 @lru_cache(maxsize=1)
 def cpu_bf16_gemm_speedup() -> float:
     """``measure_bf16_gemm_speedup`` on this host, measured once per CPU model, feature flags and
-    PyTorch version and cached in ``$XDG_CACHE_HOME/simvae/bf16-gemm-speedup.json`` (default
-    ``~/.cache``), so that every process on a host (DDP ranks, a grid's runs, a resumed run) takes
-    the same decision. A cache that cannot be read or written is ignored (measured again)."""
+    PyTorch version and cached in ``bf16-gemm-speedup.json`` of simvae's cache folder
+    (``simvae.cache.cache_dir``: ``$SIMVAE_CACHE_DIR``, else ``~/.cache/simvae``), so that every
+    process on a host (DDP ranks, a grid's runs, a resumed run) takes the same decision. A cache
+    that cannot be read is measured again and rewritten; one that cannot be written is skipped."""
     import hashlib
     import json
 
     import torch
 
+    from .cache import cache_dir
+    from .errors import RunDirError
+    from .rundir import atomic_write_json
+
     flags = hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
     key = f"{host_description()} | flags {flags} | torch {torch.__version__}"
-    path = _cache_dir() / BF16_CACHE_FILE
+    path, cached = None, {}
     try:
-        cached = json.loads(path.read_text())
-    except (OSError, ValueError):
+        path = cache_dir() / BF16_CACHE_FILE
+        cached = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):  # no cache folder (path None) or an unreadable file (rewritten below)
         cached = {}
     entry = cached.get(key) if isinstance(cached, dict) else None
     if isinstance(entry, dict) and isinstance(entry.get("speedup"), (int, float)):
         return float(entry["speedup"])
     speedup = measure_bf16_gemm_speedup()
-    cached = cached if isinstance(cached, dict) else {}
-    cached[key] = {"speedup": round(speedup, 3), "threads": torch.get_num_threads()}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cached, indent=1))
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    if path is not None:
+        cached = cached if isinstance(cached, dict) else {}
+        cached[key] = {"speedup": round(speedup, 3), "threads": torch.get_num_threads()}
+        try:
+            atomic_write_json(path, cached)
+        except RunDirError:
+            pass
     return speedup
 
 

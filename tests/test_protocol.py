@@ -95,7 +95,7 @@ def test_auto_precision_picks_bf16_only_where_it_is_faster(monkeypatch):
 
 def test_bf16_speedup_is_measured_once_per_host_and_cached(monkeypatch, tmp_path):
     measure = precision_mod.measure_bf16_gemm_speedup
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("SIMVAE_CACHE_DIR", str(tmp_path / "simvae"))
     precision_mod.cpu_bf16_gemm_speedup.cache_clear()
     monkeypatch.setattr(precision_mod, "measure_bf16_gemm_speedup", lambda: 2.5)
     try:
